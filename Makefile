@@ -1,0 +1,20 @@
+# The two commands of the README. Each one sets up .venv first (idempotent; seconds when done).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: env demo test test-all lint bench
+env:
+	@bash scripts/setup_env.sh
+
+demo: env
+	$(VENV)/bin/ckd-ros demo
+
+test: env
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-all: env
+	$(PY) -m pytest -m ""
+
+bench: env
+	$(PY) bench/bench_model.py

@@ -1,0 +1,171 @@
+"""The CKD inference network: two ViT branches in lockstep, shared token elimination, fused head.
+
+No coroutines: block *i* of every branch runs, then (at an elimination block) one decision is made
+and applied, then the MLP halves run. This is the form spec §1.4 verified bit-exact against the
+official greenlet implementation, and it has static shapes at a fixed batch, so it traces and
+exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ckd_ros.errors import InputError
+from ckd_ros.model.config import ModelConfig
+from ckd_ros.model.elimination import (
+    gather_search,
+    keep_count,
+    rank_search_tokens,
+    scatter_search,
+    search_scores,
+    template_center_mask,
+)
+from ckd_ros.model.head import CenterHead, decode_boxes
+from ckd_ros.model.vit import ViTBranch
+
+
+@dataclass
+class LockstepOutput:
+    """What running several branches together yields.
+
+    ``tokens``: per branch (B, Lz+Ls, C) after the final LayerNorm, removed search positions
+    re-inserted as exact zeros. ``block_outputs``: per branch, the residual stream after each block
+    (before the final norm), only when asked for (distillation needs them). ``kept_index``: per
+    branch, the original raster positions of the surviving search tokens, in kept order.
+    """
+
+    tokens: list[Tensor]
+    block_outputs: list[list[Tensor]] | None
+    kept_index: list[Tensor]
+
+
+def run_lockstep(
+    branches: Sequence[ViTBranch],
+    tokens: Sequence[Tensor],
+    cfg: ModelConfig,
+    template_mask: Tensor | None,
+    num_deciders: int = 2,
+    collect_blocks: bool = False,
+    fused_attention: bool = False,
+) -> LockstepOutput:
+    """Run branches block by block with the elimination policy of ``cfg``.
+
+    Under MCE the decision comes from the element-wise max of the first ``num_deciders`` branches'
+    attention maps (the two students) and is applied to every branch (stage-2 training also runs
+    the teachers through it). Under CE each branch decides for itself. ``fused_attention`` uses the
+    SDPA kernel in blocks that need no attention map (faster; equal up to float rounding).
+    """
+    lz = cfg.template_feat**2
+    ls = cfg.search_feat**2
+    batch = tokens[0].shape[0]
+    device = tokens[0].device
+    tokens = list(tokens)
+    base_index = torch.arange(ls, device=device).expand(batch, ls)
+    kept_index = [base_index] * len(branches)
+    elim_layers = set(cfg.elimination_layers)
+    block_outputs: list[list[Tensor]] | None = [[] for _ in branches] if collect_blocks else None
+    for i in range(cfg.depth):
+        eliminate = i in elim_layers and keep_count(tokens[0].shape[1] - lz, cfg.ce_keep_ratio) < tokens[0].shape[1] - lz
+        need_weights = eliminate or not fused_attention
+        halves = [br.blocks[i].attention_half(t, need_weights) for br, t in zip(branches, tokens, strict=False)]
+        tokens = [h[0] for h in halves]
+        if eliminate:
+            keep = keep_count(tokens[0].shape[1] - lz, cfg.ce_keep_ratio)
+            if cfg.ce_mode == "mce":
+                attn = halves[0][1]
+                for h in halves[1:num_deciders]:
+                    attn = torch.maximum(attn, h[1])
+                shared = rank_search_tokens(search_scores(attn, lz, template_mask), keep)[0]
+                keep_idx = [shared] * len(branches)
+            else:
+                keep_idx = [rank_search_tokens(search_scores(h[1], lz, template_mask), keep)[0] for h in halves]
+            tokens = [gather_search(t, lz, k) for t, k in zip(tokens, keep_idx, strict=False)]
+            kept_index = [g.gather(1, k) for g, k in zip(kept_index, keep_idx, strict=False)]
+        tokens = [br.blocks[i].mlp_half(t) for br, t in zip(branches, tokens, strict=False)]
+        if block_outputs is not None:
+            for store, t in zip(block_outputs, tokens, strict=False):
+                store.append(t)
+    final = []
+    for br, t, g in zip(branches, tokens, kept_index, strict=False):
+        t = br.norm(t)
+        if t.shape[1] - lz < ls:
+            t = torch.cat([t[:, :lz], scatter_search(t[:, lz:], g, ls)], dim=1)
+        final.append(t)
+    return LockstepOutput(final, block_outputs, kept_index)
+
+
+def head_input(features: Sequence[Tensor], num_search: int, feat_size: int) -> Tensor:
+    """Channel-concatenate branch tokens (RGB first) and lay the search part out as NCHW.
+
+    The tensor is made contiguous: a channels-last-like view changes conv results by ~1e-5.
+    """
+    fused = torch.cat(list(features), dim=-1)[:, -num_search:]
+    b, _, c = fused.shape
+    return fused.transpose(1, 2).contiguous().view(b, c, feat_size, feat_size)
+
+
+class CKDNet(nn.Module):
+    """RGB and TIR student branches plus the fused CENTER head (the 394-key inference model)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.rgb_branch = ViTBranch(cfg)
+        self.tir_branch = self.rgb_branch if cfg.share_student else ViTBranch(cfg)
+        self.box_head = CenterHead(2 * cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.fused_attention = False
+        self.register_buffer("ce_template_mask", template_center_mask(cfg.template_feat), persistent=False)
+
+    def set_elimination(self, ce_mode: str | None = None, ce_loc: Sequence[int] | None = None) -> None:
+        """Switch token elimination without touching weights (same checkpoint for every mode)."""
+        changes: dict[str, object] = {}
+        if ce_mode is not None:
+            changes["ce_mode"] = ce_mode
+        if ce_loc is not None:
+            changes["ce_loc"] = tuple(ce_loc)
+            if not ce_loc:
+                changes["ce_mode"] = "none"
+        self.cfg = self.cfg.replace(**changes)
+
+    def check_inputs(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> None:
+        t, s = self.cfg.template_size, self.cfg.search_size
+        batch = template_rgb.shape[0] if template_rgb.ndim == 4 else None
+        for name, x, size in (
+            ("template_rgb", template_rgb, t),
+            ("template_tir", template_tir, t),
+            ("search_rgb", search_rgb, s),
+            ("search_tir", search_tir, s),
+        ):
+            if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size or x.shape[0] != batch:
+                raise InputError(
+                    f"{name} has shape {tuple(x.shape)}; model {self.cfg.name!r} expects "
+                    f"({batch if batch else 'B'}, 3, {size}, {size}) with one batch size for all four inputs"
+                )
+
+    def template_mask(self, batch: int) -> Tensor | None:
+        if self.cfg.ce_template_range == "all":
+            return None
+        return self.ce_template_mask.expand(batch, -1)
+
+    def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
+        """Normalised crops in, maps and the raw-peak box out (spec §1.1, §1.7)."""
+        self.check_inputs(template_rgb, template_tir, search_rgb, search_tir)
+        tokens = [
+            self.rgb_branch.embed(template_rgb, search_rgb),
+            self.tir_branch.embed(template_tir, search_tir),
+        ]
+        out = run_lockstep(
+            [self.rgb_branch, self.tir_branch],
+            tokens,
+            self.cfg,
+            self.template_mask(template_rgb.shape[0]),
+            fused_attention=self.fused_attention,
+        )
+        fmap = head_input(out.tokens, self.cfg.search_feat**2, self.cfg.search_feat)
+        maps = self.box_head(fmap)
+        maps["pred_boxes"] = decode_boxes(maps["score_map"], maps["size_map"], maps["offset_map"]).unsqueeze(1)
+        return maps
