@@ -59,18 +59,29 @@ _permissive_pickle = types.SimpleNamespace(
 )
 
 
+def _unpickling_detail(message: str) -> str:
+    """The informative line of torch's long weights-only error (what it refused, or why)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if ln.startswith("WeightsUnpickler error"):
+            rest = ln.removeprefix("WeightsUnpickler error:").strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+    return lines[0] if lines else "unreadable"
+
+
 def _torch_load(path: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():  # garbage bytes fail the legacy pickle reader
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {str(exc).splitlines()[0]}") from None
+        detail = _unpickling_detail(str(exc))
+        if "Unsupported global" not in detail:  # garbage bytes fail the same reader, differently
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or another format): {detail}") from None
         if not trust_pickle:
             raise CheckpointError(
                 f"{path}: holds pickled Python objects (an official CKD trainer file?), which ckd_ros "
                 "only opens on request because unpickling runs code. Convert it once with "
                 f"`ckd-ros convert {path} OUT.pt` (or pass trust_pickle=True) and load OUT.pt. "
-                f"Detail: {str(exc).splitlines()[0]}"
+                f"Detail: {detail}"
             ) from None
     except Exception as exc:  # zip/pickle readers raise many types on a truncated or foreign file
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or another format): {exc}") from None

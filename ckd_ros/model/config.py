@@ -115,7 +115,7 @@ class ModelConfig:
             raise ConfigError(f"{source}: unknown model config keys {unknown}; known: {sorted(known)}")
         try:
             return cls(**data)
-        except TypeError as exc:  # a value of the wrong type, e.g. a list for depth
+        except (TypeError, ConfigError) as exc:  # TypeError: a value of the wrong type
             raise ConfigError(f"{source}: {exc}") from None
 
 
