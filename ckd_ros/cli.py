@@ -45,6 +45,91 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_convert)
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="model file (default: the shipped small model in models/)")
+    p.add_argument("--variant", help="variant for a bare state_dict (default: inferred, official ViT-B settings)")
+    p.add_argument("--ce-mode", choices=["mce", "ce", "none"], help="override token elimination")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--trust-pickle", action="store_true", help="allow official trainer files (runs pickle)")
+
+
+def _load_model(args: argparse.Namespace):
+    from ckd_ros.model import load_model
+    from ckd_ros.resources import shipped_model
+
+    path = args.checkpoint or shipped_model()
+    return load_model(path, device=args.device, ce_mode=args.ce_mode, variant=args.variant,
+                      trust_pickle=args.trust_pickle)
+
+
+def _parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not x,y,w,h") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r} is not four numbers x,y,w,h")
+    return values  # type: ignore[return-value]
+
+
+def _track(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ckd_ros.data.frames import FrameSource
+    from ckd_ros.preprocess import Aligner
+    from ckd_ros.tracker import CKDTracker
+    from ckd_ros.tracker.offline import track_sequence, write_boxes
+    from ckd_ros.viz import VideoWriter, annotate_pair
+
+    rgb_src, tir_src = FrameSource(args.rgb), FrameSource(args.tir)
+    if len(rgb_src) != len(tir_src):
+        print(f"warning: {len(rgb_src)} RGB and {len(tir_src)} thermal frames; tracking the first "
+              f"{min(len(rgb_src), len(tir_src))}", file=sys.stderr)
+    model = _load_model(args)
+    tracker = CKDTracker(model, precision=args.precision)
+    align = Aligner(args.align)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    video = None if args.no_video else VideoWriter(str(out / "track.mp4"))
+    bar = tqdm(total=min(len(rgb_src), len(tir_src)), unit="frame", desc="tracking")
+
+    def on_frame(rgb, tir, res) -> None:
+        bar.update()
+        bar.set_postfix(score=f"{res.score:.2f}", lost=res.lost)
+        if video is not None:
+            state = "LOST" if res.lost else "tracking"
+            video.write(annotate_pair(rgb, tir, res.box, f"#{res.frame} score {res.score:.2f} {state}", res.lost))
+
+    pairs = ((rgb, align(rgb, tir)) for rgb, tir in zip(rgb_src, tir_src))
+    try:
+        seq = track_sequence(tracker, pairs, args.init, on_frame)
+    finally:
+        bar.close()
+        if video is not None:
+            video.close()
+    write_boxes(out / "boxes.txt", seq.boxes)
+    (out / "scores.txt").write_text("".join(f"{r.score:.4f},{int(r.lost)}\n" for r in seq.results))
+    (out / "times.txt").write_text("".join(f"{t:.6f}\n" for t in seq.seconds))
+    print(f"{len(seq.results)} frames, {seq.fps:.1f} FPS ({model.cfg.name} on {tracker.device}); "
+          f"wrote {out}/boxes.txt, scores.txt, times.txt" + ("" if video is None else ", track.mp4"))
+    return 0
+
+
+def _add_track(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="track one recorded RGB-T sequence (folders of images or videos)",
+                       description="Track a target through a recorded RGB + thermal sequence and write boxes "
+                       "(x,y,w,h per line, first line = the init box), scores and an annotated video.")
+    p.add_argument("--rgb", required=True, help="folder of RGB frames (sorted by name) or a video")
+    p.add_argument("--tir", required=True, help="folder of thermal frames or a video, registered to RGB")
+    p.add_argument("--init", required=True, type=_parse_box, help="initial box x,y,w,h in RGB pixels")
+    p.add_argument("--out", default="out/track", help="output folder (default: out/track)")
+    p.add_argument("--align", default="none", choices=["none", "resize"], help="thermal registration")
+    p.add_argument("--no-video", action="store_true", help="skip the annotated video")
+    _add_model_args(p)
+    p.set_defaults(func=_track)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckd-ros", description="RGB + thermal tracking with CKD, for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -53,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_convert]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_convert, _add_track]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

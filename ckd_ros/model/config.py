@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from ckd_ros.errors import ConfigError
+from ckd_ros.resources import resource_dirs
 
 CE_MODES = ("mce", "ce", "none")
 CE_TEMPLATE_RANGES = ("ctr_point", "all")
@@ -120,19 +120,8 @@ class ModelConfig:
 
 
 def config_dirs() -> list[Path]:
-    """Where variant YAML files are looked up, first match wins.
-
-    A source checkout, a pip install (``<prefix>/share/ckd_ros``) and a colcon/ROS install
-    (every ``AMENT_PREFIX_PATH`` entry) each keep them in a different place.
-    """
-    dirs: list[Path] = []
-    env = os.environ.get("CKD_ROS_CONFIG_DIR")
-    if env:
-        dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parents[2] / "config" / "models")
-    prefixes = [sys.prefix] + [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    dirs += [Path(p) / "share" / "ckd_ros" / "config" / "models" for p in prefixes]
-    return dirs
+    """Where variant YAML files are looked up (checkout, pip prefix, ROS prefixes), first match wins."""
+    return resource_dirs("config", "models")
 
 
 def available_variants() -> list[str]:

@@ -1,0 +1,104 @@
+"""Timing helpers for bench/ scripts: warm-up, device sync, percentiles (never used in tests)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ckd_ros.runtime import autocast, cpu_supports_bf16
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latencies of repeated calls, in milliseconds."""
+
+    samples_ms: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    def pct(self, q: float) -> float:
+        s = sorted(self.samples_ms)
+        return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.mean
+
+    def row(self) -> str:
+        return f"{self.mean:9.2f} {self.pct(50):9.2f} {self.pct(99):9.2f} {self.fps:9.1f}"
+
+
+HEADER = f"{'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9} {'FPS':>9}"
+
+
+def time_calls(fn: Callable[[], object], warmup: int, iters: int, device: torch.device) -> Timing:
+    """Time ``fn`` per call; on CUDA each call is bracketed by synchronisation (as profile_model.py)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+    return Timing(tuple(samples))
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    import platform
+
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def forward_fn(model: torch.nn.Module, inputs: list[torch.Tensor], device: torch.device, precision: str) -> Callable[[], None]:
+    def step() -> None:
+        with torch.inference_mode(), autocast(device, precision):
+            model(*inputs)
+
+    return step
+
+
+def model_modes(device: torch.device) -> list[tuple[str, bool, str]]:
+    """(label, fused attention, precision) rows: eager fp32 first, the reference for ratios."""
+    out = [("eager fp32", False, "fp32"), ("fused-attn fp32", True, "fp32")]
+    if device.type == "cuda":
+        out += [("fused-attn fp16", True, "fp16"), ("fused-attn bf16", True, "bf16")]
+    elif cpu_supports_bf16():
+        out += [("fused-attn bf16", True, "bf16")]
+    return out
+
+
+def run_model_benchmark(variants: list[str], devices: list[str], iters: int = 0, out=print) -> None:
+    """Model-only forward latency at batch 1 per variant and mode, with the ratio to eager fp32."""
+    from ckd_ros.model import build_model, load_variant
+
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        out(f"\n== model-only forward, batch 1, {describe_device(device)}")
+        out(f"{'variant':<14} {'mode':<17} {HEADER} {'vs eager':>9}")
+        for variant in variants:
+            cfg = load_variant(variant)
+            model = build_model(cfg, device=device)
+            g = torch.Generator().manual_seed(0)
+            t, s = cfg.template_size, cfg.search_size
+            inputs = [torch.randn(1, 3, n, n, generator=g).to(device) for n in (t, t, s, s)]
+            big = cfg.embed_dim >= 768 and device.type == "cpu"
+            base = None
+            for label, fused, precision in model_modes(device):
+                model.fused_attention = fused
+
+                step = forward_fn(model, inputs, device, precision)
+                timing = time_calls(step, warmup=3 if big else 20, iters=iters or (20 if big else 200), device=device)
+                base = base or timing.mean
+                out(f"{variant:<14} {label:<17} {timing.row()} {base / timing.mean:8.2f}x")
+            del model  # free a ViT-B before building the next variant

@@ -1,0 +1,185 @@
+"""Online RGB-T tracking with a CKD network (the official ``lib/test/tracker/ckd.py``, spec §3).
+
+Per frame: crop both modalities around the previous box (factor 4, one geometry from the RGB
+image), normalise, run the network, weight the score map with a Hann window, decode, map back to
+the image and clip. The template is the first frame's and is never updated, as in the official
+tracker. Additions of ours: a confidence (``score``), a ``lost`` flag, per-stage timings and a
+preprocessing path that stays on the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ckd_ros.errors import ConfigError, InputError
+from ckd_ros.model import CKDNet, decode_boxes
+from ckd_ros.runtime import autocast, check_precision, resolve_device
+from ckd_ros.tracker.geometry import Box, clip_box, crop_numpy, crop_torch, crop_window, hann_window, map_back
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESS_MODES = ("auto", "cpu", "torch")
+
+
+@dataclass
+class TrackerConfig:
+    """Tracker settings; the defaults are the official ones (plus our confidence/lost rule).
+
+    ``score_threshold`` / ``lost_frames``: the target is reported lost after that many consecutive
+    frames whose raw score-map peak is below the threshold, and found again on the first frame
+    above it. ``preprocess``: ``cpu`` crops with OpenCV exactly as the official code; ``torch``
+    crops with tensor ops on the model's device (one upload per frame, no CPU resize); ``auto``
+    picks ``torch`` on CUDA and ``cpu`` otherwise.
+    """
+
+    template_factor: float = 2.0
+    search_factor: float = 4.0
+    clip_margin: float = 10.0
+    score_threshold: float = 0.25
+    lost_frames: int = 10
+    precision: str = "fp32"
+    preprocess: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ConfigError(f"preprocess {self.preprocess!r} is not one of {PREPROCESS_MODES}")
+        if self.template_factor <= 0 or self.search_factor <= 0:
+            raise ConfigError("template_factor and search_factor must be positive")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError(f"score_threshold {self.score_threshold} is not in [0, 1]")
+        if self.lost_frames < 1:
+            raise ConfigError(f"lost_frames {self.lost_frames} must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """One frame's answer. ``box``: (x, y, w, h) in image pixels. ``score``: the raw (un-windowed)
+    score-map peak in [0, 1], the network's confidence that the target is in the search crop."""
+
+    box: Box
+    score: float
+    lost: bool
+    frame: int
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+def check_pair(rgb: np.ndarray, tir: np.ndarray) -> tuple[int, int]:
+    """Both images HxWx3 uint8 of one size (the model needs pixel-aligned pairs); returns (H, W)."""
+    for name, img in (("rgb", rgb), ("tir", tir)):
+        if not isinstance(img, np.ndarray):
+            raise InputError(f"{name} image must be a numpy array, got {type(img).__name__}")
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise InputError(f"{name} image must be HxWx3 uint8 (RGB order), got shape {img.shape} dtype {img.dtype}")
+        if img.shape[0] == 0 or img.shape[1] == 0:
+            raise InputError(f"{name} image is empty ({img.shape})")
+    if rgb.shape != tir.shape:
+        raise InputError(
+            f"rgb {rgb.shape[:2]} and thermal {tir.shape[:2]} images differ in size; register them first "
+            "(ckd_ros.preprocess.Aligner: resize or homography)"
+        )
+    return rgb.shape[0], rgb.shape[1]
+
+
+def check_box(box: object, image_hw: tuple[int, int]) -> Box:
+    """A finite (x, y, w, h) with w, h > 0 that overlaps the image."""
+    try:
+        values = tuple(float(v) for v in box)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InputError(f"box must be four numbers (x, y, w, h), got {box!r}") from None
+    if len(values) != 4:
+        raise InputError(f"box must be four numbers (x, y, w, h), got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"box {values} has a NaN or infinite value")
+    x, y, w, h = values
+    if w <= 0 or h <= 0:
+        raise InputError(f"box {values} has zero or negative size")
+    height, width = image_hw
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise InputError(f"box {values} lies outside the {width}x{height} image")
+    return values
+
+
+class CKDTracker:
+    """``initialize(rgb, tir, box)`` then ``track(rgb, tir)`` per frame; images HxWx3 uint8 RGB."""
+
+    def __init__(self, model: CKDNet, device: str | torch.device | None = None, config: TrackerConfig | None = None,
+                 **overrides: object) -> None:
+        self.config = config or TrackerConfig()
+        if overrides:
+            self.config = TrackerConfig(**{**self.config.__dict__, **overrides})
+        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        cfg = model.cfg
+        self.template_size, self.search_size, self.feat = cfg.template_size, cfg.search_size, cfg.search_feat
+        self.window = hann_window(self.feat).to(self.device)
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        mode = self.config.preprocess
+        self.use_torch_crop = mode == "torch" or (mode == "auto" and self.device.type == "cuda")
+        self.state: Box | None = None
+        self.templates: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.frame = 0
+        self.low_count = 0
+
+    @property
+    def initialized(self) -> bool:
+        return self.state is not None
+
+    def reset(self) -> None:
+        """Forget the target; ``track`` raises until the next ``initialize``."""
+        self.state, self.templates, self.frame, self.low_count = None, None, 0, 0
+
+    def _normalise(self, patch: torch.Tensor) -> torch.Tensor:
+        return (patch / 255.0 - self.mean) / self.std
+
+    def _crops(self, rgb: np.ndarray, tir: np.ndarray, box: Box, factor: float, out: int) -> tuple[torch.Tensor, ...]:
+        """Both modalities cropped with the RGB window, normalised, (1, 3, out, out) each; and rf."""
+        win = crop_window(box, factor, rgb.shape[:2])
+        crops = []
+        for img in (rgb, tir):
+            if self.use_torch_crop:
+                frame = torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1).float()
+                patch = crop_torch(frame, win, out)
+            else:
+                patch = torch.from_numpy(crop_numpy(img, win, out)).to(self.device).float().permute(2, 0, 1).unsqueeze(0)
+            crops.append(self._normalise(patch))
+        return crops[0], crops[1], out / win.size
+
+    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> TrackResult:
+        """Store the first-frame templates (nothing runs through the network at init)."""
+        hw = check_pair(rgb, tir)
+        box = check_box(box, hw)
+        z_rgb, z_tir, _ = self._crops(rgb, tir, box, self.config.template_factor, self.template_size)
+        self.templates = (z_rgb, z_tir)
+        self.state, self.frame, self.low_count = box, 0, 0
+        return TrackResult(box=box, score=1.0, lost=False, frame=0)
+
+    def track(self, rgb: np.ndarray, tir: np.ndarray) -> TrackResult:
+        if self.state is None or self.templates is None:
+            raise InputError("track() called before initialize(): no target")
+        height, width = check_pair(rgb, tir)
+        t0 = time.perf_counter()
+        x_rgb, x_tir, rf = self._crops(rgb, tir, self.state, self.config.search_factor, self.search_size)
+        t1 = time.perf_counter()
+        with torch.inference_mode(), autocast(self.device, self.config.precision):
+            out = self.model(self.templates[0], self.templates[1], x_rgb, x_tir)
+        score_map = out["score_map"].float()
+        t2 = time.perf_counter()
+        with torch.inference_mode():
+            pred = decode_boxes(self.window * score_map, out["size_map"].float(), out["offset_map"].float())
+            box_crop = (pred.view(-1, 4).mean(dim=0) * self.search_size / rf).tolist()
+            score = float(score_map.max())
+        box = clip_box(map_back(box_crop, self.state, self.search_size, rf), height, width, self.config.clip_margin)
+        self.state = box
+        self.frame += 1
+        self.low_count = self.low_count + 1 if score < self.config.score_threshold else 0
+        t3 = time.perf_counter()
+        timing = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        return TrackResult(box=box, score=score, lost=self.low_count >= self.config.lost_frames, frame=self.frame,
+                           timing_ms=timing)
