@@ -76,12 +76,13 @@ def crop_numpy(image: np.ndarray, win: CropWindow, out_size: int) -> np.ndarray:
 
 
 def crop_torch(image: torch.Tensor, win: CropWindow, out_size: int) -> torch.Tensor:
-    """The same crop on a (3, H, W) float tensor on any device: no host round trip on a GPU.
+    """The same crop on a (3, H, W) tensor (uint8 or float) on any device, as float: no host round
+    trip on a GPU, and only the window is converted to float.
 
     Bilinear with half-pixel centres and edge clamping, as cv2 INTER_LINEAR; cv2 rounds to uint8
     with fixed-point weights, this stays in float, so pixels differ by at most about one grey level.
     """
-    canvas = image.new_zeros((1, image.shape[0], win.size, win.size))
+    canvas = torch.zeros((1, image.shape[0], win.size, win.size), dtype=torch.float32, device=image.device)
     sl = _valid_slices(win)
     if sl is not None:
         canvas[0, :, sl[2], sl[3]] = image[:, sl[0], sl[1]]

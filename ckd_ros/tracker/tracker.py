@@ -144,7 +144,7 @@ class CKDTracker:
         crops = []
         for img in (rgb, tir):
             if self.use_torch_crop:
-                frame = torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1).float()
+                frame = torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1)
                 patch = crop_torch(frame, win, out)
             else:
                 patch = torch.from_numpy(crop_numpy(img, win, out)).to(self.device).float().permute(2, 0, 1).unsqueeze(0)
