@@ -59,8 +59,7 @@ def _load_model(args: argparse.Namespace):
     from ckd_ros.resources import shipped_model
 
     path = args.checkpoint or shipped_model()
-    return load_model(path, device=args.device, ce_mode=args.ce_mode, variant=args.variant,
-                      trust_pickle=args.trust_pickle)
+    return load_model(path, device=args.device, ce_mode=args.ce_mode, variant=args.variant, trust_pickle=args.trust_pickle)
 
 
 def _parse_box(text: str) -> tuple[float, float, float, float]:
@@ -84,8 +83,11 @@ def _track(args: argparse.Namespace) -> int:
 
     rgb_src, tir_src = FrameSource(args.rgb), FrameSource(args.tir)
     if len(rgb_src) != len(tir_src):
-        print(f"warning: {len(rgb_src)} RGB and {len(tir_src)} thermal frames; tracking the first "
-              f"{min(len(rgb_src), len(tir_src))}", file=sys.stderr)
+        print(
+            f"warning: {len(rgb_src)} RGB and {len(tir_src)} thermal frames; tracking the first "
+            f"{min(len(rgb_src), len(tir_src))}",
+            file=sys.stderr,
+        )
     model = _load_model(args)
     tracker = CKDTracker(model, precision=args.precision)
     align = Aligner(args.align)
@@ -111,15 +113,20 @@ def _track(args: argparse.Namespace) -> int:
     write_boxes(out / "boxes.txt", seq.boxes)
     (out / "scores.txt").write_text("".join(f"{r.score:.4f},{int(r.lost)}\n" for r in seq.results))
     (out / "times.txt").write_text("".join(f"{t:.6f}\n" for t in seq.seconds))
-    print(f"{len(seq.results)} frames, {seq.fps:.1f} FPS ({model.cfg.name} on {tracker.device}); "
-          f"wrote {out}/boxes.txt, scores.txt, times.txt" + ("" if video is None else ", track.mp4"))
+    print(
+        f"{len(seq.results)} frames, {seq.fps:.1f} FPS ({model.cfg.name} on {tracker.device}); "
+        f"wrote {out}/boxes.txt, scores.txt, times.txt" + ("" if video is None else ", track.mp4")
+    )
     return 0
 
 
 def _add_track(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("track", help="track one recorded RGB-T sequence (folders of images or videos)",
-                       description="Track a target through a recorded RGB + thermal sequence and write boxes "
-                       "(x,y,w,h per line, first line = the init box), scores and an annotated video.")
+    p = sub.add_parser(
+        "track",
+        help="track one recorded RGB-T sequence (folders of images or videos)",
+        description="Track a target through a recorded RGB + thermal sequence and write boxes "
+        "(x,y,w,h per line, first line = the init box), scores and an annotated video.",
+    )
     p.add_argument("--rgb", required=True, help="folder of RGB frames (sorted by name) or a video")
     p.add_argument("--tir", required=True, help="folder of thermal frames or a video, registered to RGB")
     p.add_argument("--init", required=True, type=_parse_box, help="initial box x,y,w,h in RGB pixels")
@@ -130,6 +137,36 @@ def _add_track(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_track)
 
 
+def _train(args: argparse.Namespace) -> int:
+    from ckd_ros.train import Trainer, load_train_config, make_sources
+
+    cfg = load_train_config(args.config, args.set or [])
+    if args.out:
+        cfg.out_dir = args.out
+    sources, count = make_sources(cfg)
+    trainer = Trainer(cfg, sources, count)
+    print(
+        f"stage {cfg.stage} ({cfg.name}): {cfg.steps} steps x batch {cfg.batch_size} on {trainer.device}, "
+        f"model {cfg.model}, out {cfg.out_dir}"
+    )
+    final = trainer.run()
+    print(f"wrote {final} (inference model) and {Path(cfg.out_dir) / 'last.pt'} (training state)")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train CKD (stage 0 teachers, 1 distillation, 2 MCE head)",
+        description="Run one training stage from a YAML config; resumes from OUT/last.pt if present. "
+        "Multi-GPU: torchrun --nproc_per_node N -m ckd_ros.cli train CONFIG",
+    )
+    p.add_argument("config", help="config/train/*.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--out", help="output folder (default: out_dir of the config)")
+    p.set_defaults(func=_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckd-ros", description="RGB + thermal tracking with CKD, for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_convert, _add_track]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_convert, _add_track, _add_train]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -120,8 +120,11 @@ def test_convert_command_writes_a_weights_only_file(tiny_model, tmp_path, capsys
 
 def test_convert_command_bad_file_exits_nonzero_with_one_line(tmp_path):
     (tmp_path / "x.pth").write_text("not a checkpoint")
-    proc = subprocess.run([sys.executable, "-m", "ckd_ros.cli", "convert", str(tmp_path / "x.pth"), str(tmp_path / "o.pt")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ckd_ros.cli", "convert", str(tmp_path / "x.pth"), str(tmp_path / "o.pt")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("ckd-ros convert: error:") and "Traceback" not in proc.stderr
     assert not (tmp_path / "o.pt").exists()

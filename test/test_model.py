@@ -81,8 +81,9 @@ def test_lockstep_counts_after_each_elimination(tiny_model):
     z_v, z_i, x_v, x_i = random_inputs(cfg)
     tokens = [tiny_model.rgb_branch.embed(z_v, x_v), tiny_model.tir_branch.embed(z_i, x_i)]
     with torch.no_grad():
-        out = run_lockstep([tiny_model.rgb_branch, tiny_model.tir_branch], tokens, cfg, tiny_model.template_mask(1),
-                           collect_blocks=True)
+        out = run_lockstep(
+            [tiny_model.rgb_branch, tiny_model.tir_branch], tokens, cfg, tiny_model.template_mask(1), collect_blocks=True
+        )
     seen = [b.shape[1] - 16 for b in out.block_outputs[0]]
     assert seen == [64, 45, 32, 32]  # after blocks 0..3; elimination at blocks 1 and 2
 
@@ -92,8 +93,7 @@ def test_ce_mode_may_keep_different_positions_per_branch(tiny_model):
     z_v, z_i, x_v, x_i = random_inputs(tiny_model.cfg, batch=4)
     tokens = [tiny_model.rgb_branch.embed(z_v, x_v), tiny_model.tir_branch.embed(z_i, x_i)]
     with torch.no_grad():
-        out = run_lockstep([tiny_model.rgb_branch, tiny_model.tir_branch], tokens, tiny_model.cfg,
-                           tiny_model.template_mask(4))
+        out = run_lockstep([tiny_model.rgb_branch, tiny_model.tir_branch], tokens, tiny_model.cfg, tiny_model.template_mask(4))
     assert out.kept_index[0].shape == out.kept_index[1].shape == (4, 32)
     assert not torch.equal(out.kept_index[0].sort(1).values, out.kept_index[1].sort(1).values)
 

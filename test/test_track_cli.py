@@ -23,8 +23,23 @@ def sequence(tmp_path, tiny_model):
 
 def test_track_writes_boxes_scores_and_video(sequence, capsys):
     out = sequence / "out"
-    rc = main(["track", "--rgb", str(sequence / "visible"), "--tir", str(sequence / "infrared"), "--init", "10,20,40,30",
-               "--checkpoint", str(sequence / "tiny.pt"), "--out", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "track",
+            "--rgb",
+            str(sequence / "visible"),
+            "--tir",
+            str(sequence / "infrared"),
+            "--init",
+            "10,20,40,30",
+            "--checkpoint",
+            str(sequence / "tiny.pt"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     lines = (out / "boxes.txt").read_text().splitlines()
     assert len(lines) == 6 and lines[0] == "10.0000,20.0000,40.0000,30.0000"
@@ -45,8 +60,14 @@ def test_track_writes_boxes_scores_and_video(sequence, capsys):
     ],
 )
 def test_track_bad_input_exits_2_with_a_message(sequence, capsys, args, message):
-    base = {"--rgb": f"{sequence}/visible", "--tir": f"{sequence}/infrared", "--init": "10,20,40,30",
-            "--checkpoint": f"{sequence}/tiny.pt", "--out": f"{sequence}/o", "--device": "cpu"}
+    base = {
+        "--rgb": f"{sequence}/visible",
+        "--tir": f"{sequence}/infrared",
+        "--init": "10,20,40,30",
+        "--checkpoint": f"{sequence}/tiny.pt",
+        "--out": f"{sequence}/o",
+        "--device": "cpu",
+    }
     base[args[0]] = args[1].format(s=sequence)
     argv = ["track"] + [x for kv in base.items() for x in kv]
     assert main(argv) == 2

@@ -102,9 +102,7 @@ def _as_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], ModelConfig
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state_dict (a mapping of names to tensors)")
     not_tensors = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if not_tensors:
-        raise CheckpointError(
-            f"{path}: not a state_dict: {len(not_tensors)} entries are not tensors, e.g. {not_tensors[:_SHOW]}"
-        )
+        raise CheckpointError(f"{path}: not a state_dict: {len(not_tensors)} entries are not tensors, e.g. {not_tensors[:_SHOW]}")
     state = {}
     for key, value in obj.items():
         key = key.removeprefix("module.")
@@ -132,13 +130,17 @@ def infer_config(state: dict[str, Tensor], base: ModelConfig | None = None) -> M
     official ViT-B settings, i.e. MCE at blocks 3/6/9 — the released best model.
     """
     base = base or OFFICIAL_VITB
-    required = ["rgb_branch.pos_embed_z", "rgb_branch.pos_embed_x", "rgb_branch.patch_embed.proj.weight",
-                "rgb_branch.pos_embed", "rgb_branch.blocks.0.mlp.fc1.weight", "box_head.conv1_ctr.0.weight"]
+    required = [
+        "rgb_branch.pos_embed_z",
+        "rgb_branch.pos_embed_x",
+        "rgb_branch.patch_embed.proj.weight",
+        "rgb_branch.pos_embed",
+        "rgb_branch.blocks.0.mlp.fc1.weight",
+        "box_head.conv1_ctr.0.weight",
+    ]
     missing = [k for k in required if k not in state]
     if missing:
-        raise CheckpointError(
-            f"not a CKD state_dict: missing {missing[:_SHOW]} (found keys such as {list(state)[:_SHOW]})"
-        )
+        raise CheckpointError(f"not a CKD state_dict: missing {missing[:_SHOW]} (found keys such as {list(state)[:_SHOW]})")
     dim = state["rgb_branch.pos_embed_x"].shape[-1]
     patch = state["rgb_branch.patch_embed.proj.weight"].shape[-1]
     depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"rgb_branch\.blocks\.(\d+)\.", k)))

@@ -34,8 +34,14 @@ ENCODINGS: dict[str, Encoding] = {
 }
 
 
-def decode(data: bytes | bytearray | memoryview | np.ndarray, height: int, width: int, encoding: str, step: int,
-           is_bigendian: bool = False) -> tuple[np.ndarray, Encoding]:
+def decode(
+    data: bytes | bytearray | memoryview | np.ndarray,
+    height: int,
+    width: int,
+    encoding: str,
+    step: int,
+    is_bigendian: bool = False,
+) -> tuple[np.ndarray, Encoding]:
     """The image as (H, W, C) in its own dtype and channel order (a view where possible)."""
     enc = ENCODINGS.get(encoding)
     if enc is None:

@@ -108,8 +108,9 @@ def check_box(box: object, image_hw: tuple[int, int]) -> Box:
 class CKDTracker:
     """``initialize(rgb, tir, box)`` then ``track(rgb, tir)`` per frame; images HxWx3 uint8 RGB."""
 
-    def __init__(self, model: CKDNet, device: str | torch.device | None = None, config: TrackerConfig | None = None,
-                 **overrides: object) -> None:
+    def __init__(
+        self, model: CKDNet, device: str | torch.device | None = None, config: TrackerConfig | None = None, **overrides: object
+    ) -> None:
         self.config = config or TrackerConfig()
         if overrides:
             self.config = TrackerConfig(**{**self.config.__dict__, **overrides})
@@ -181,5 +182,6 @@ class CKDTracker:
         self.low_count = self.low_count + 1 if score < self.config.score_threshold else 0
         t3 = time.perf_counter()
         timing = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return TrackResult(box=box, score=score, lost=self.low_count >= self.config.lost_frames, frame=self.frame,
-                           timing_ms=timing)
+        return TrackResult(
+            box=box, score=score, lost=self.low_count >= self.config.lost_frames, frame=self.frame, timing_ms=timing
+        )

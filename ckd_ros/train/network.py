@@ -1,0 +1,97 @@
+"""The CKD training model: students + fused head (the inference keys) plus teachers and their heads.
+
+Attribute names follow the official training model (spec §2.3), so its ``state_dict`` has the 878
+official keys at ViT-B size and an inference model is simply the ``rgb_branch``/``tir_branch``/
+``box_head`` subset.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ckd_ros.model import CenterHead, CKDNet, ModelConfig, ViTBranch, decode_boxes, head_input, run_lockstep
+from ckd_ros.model.elimination import template_center_mask
+
+STUDENT_PREFIXES = ("rgb_branch.", "tir_branch.", "box_head.")
+
+
+def _maps(head: CenterHead, tokens: list[Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
+    out = head(head_input(tokens, cfg.search_feat**2, cfg.search_feat))
+    out["pred_boxes"] = decode_boxes(out["score_map"], out["size_map"], out["offset_map"]).unsqueeze(1)
+    return out
+
+
+class CKDTrainingNet(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.rgb_branch = ViTBranch(cfg)
+        self.tir_branch = ViTBranch(cfg)
+        self.box_head = CenterHead(2 * cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.teacher_rgb = ViTBranch(cfg)
+        self.teacher_tir = ViTBranch(cfg)
+        self.box_head_v = CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.box_head_i = CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.register_buffer("ce_template_mask", template_center_mask(cfg.template_feat), persistent=False)
+
+    def _mask(self, batch: int) -> Tensor | None:
+        return None if self.cfg.ce_template_range == "all" else self.ce_template_mask.expand(batch, -1)
+
+    def teachers(self, z_rgb: Tensor, z_tir: Tensor, x_rgb: Tensor, x_tir: Tensor, collect: bool = False) -> dict:
+        """Both teachers on unmasked inputs, each with its own single-modality head; no elimination."""
+        cfg = self.cfg.replace(ce_mode="none")
+        out = {}
+        for name, branch, head, z, x in (
+            ("rgb", self.teacher_rgb, self.box_head_v, z_rgb, x_rgb),
+            ("tir", self.teacher_tir, self.box_head_i, z_tir, x_tir),
+        ):
+            run = run_lockstep([branch], [branch.embed(z, x)], cfg, None, num_deciders=1, collect_blocks=collect)
+            out[name] = _maps(head, run.tokens, cfg)
+            out[f"{name}_blocks"] = run.block_outputs[0] if collect else None
+        return out
+
+    def students(
+        self,
+        z_rgb: Tensor,
+        z_tir: Tensor,
+        x_rgb: Tensor,
+        x_tir: Tensor,
+        search_keep: Tensor | None = None,
+        eliminate: bool = False,
+        collect: bool = False,
+    ) -> dict:
+        """Both students in lockstep (masked search tokens when ``search_keep`` is given) → fused head."""
+        cfg = self.cfg if eliminate else self.cfg.replace(ce_mode="none")
+        tokens = [self.rgb_branch.embed(z_rgb, x_rgb, search_keep), self.tir_branch.embed(z_tir, x_tir, search_keep)]
+        run = run_lockstep([self.rgb_branch, self.tir_branch], tokens, cfg, self._mask(z_rgb.shape[0]), collect_blocks=collect)
+        out = {"fused": _maps(self.box_head, run.tokens, cfg)}
+        out["rgb_blocks"], out["tir_blocks"] = run.block_outputs if collect else (None, None)
+        return out
+
+    def inference_state_dict(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith(STUDENT_PREFIXES)}
+
+    def to_inference(self) -> CKDNet:
+        """The 394-key-shaped inference network with these students and fused head."""
+        net = CKDNet(self.cfg)
+        net.load_state_dict(self.inference_state_dict(), strict=True)
+        return net.eval()
+
+    @torch.no_grad()
+    def init_students_from_teachers(self) -> None:
+        """Stage 1 start: each student copies its own-modality teacher; the fused head's first convs
+        concatenate both teacher heads' (so its response starts as the sum of the two, as the
+        official init's duplication does), the deeper layers take the RGB-teacher head's."""
+        self.rgb_branch.load_state_dict(self.teacher_rgb.state_dict())
+        self.tir_branch.load_state_dict(self.teacher_tir.state_dict())
+        fused = self.box_head.state_dict()
+        v, i = self.box_head_v.state_dict(), self.box_head_i.state_dict()
+        for key in fused:
+            if key.startswith("conv1_") and key.endswith(".0.weight"):
+                fused[key] = torch.cat([v[key], i[key]], dim=1)
+            elif key.startswith("conv1_") and key.endswith(".0.bias"):
+                fused[key] = v[key] + i[key]
+            else:
+                fused[key] = v[key].clone()
+        self.box_head.load_state_dict(fused)
