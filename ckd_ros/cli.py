@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CKDError, ConfigError
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -167,6 +167,112 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+TRACKERS = ("ckd", "constant", "mil-rgb", "mil-tir", "teacher-rgb", "teacher-tir")
+
+
+def tracker_factory(args: argparse.Namespace):
+    """A zero-argument constructor of the tracker named by ``--tracker`` (one per sequence)."""
+    from ckd_ros.eval.runner import ConstantBox, OpenCVTracker
+    from ckd_ros.tracker import CKDTracker
+
+    kind = args.tracker
+    if kind == "constant":
+        return ConstantBox
+    if kind.startswith("mil-"):
+        return lambda: OpenCVTracker(kind.removeprefix("mil-"))
+    if kind.startswith("teacher-"):
+        from ckd_ros.model import ModelConfig
+        from ckd_ros.runtime import resolve_device
+        from ckd_ros.train import CKDTrainingNet, read_training_state
+        from ckd_ros.train.network import TeacherNet
+
+        if not args.checkpoint:
+            raise ConfigError(f"--tracker {kind} needs --checkpoint OUT/last.pt of a training run")
+        state = read_training_state(args.checkpoint)
+        net = CKDTrainingNet(ModelConfig.from_dict(state["model_config"]))
+        net.load_state_dict(state["state_dict"])
+        teacher = TeacherNet(net, kind.removeprefix("teacher-")).to(resolve_device(args.device)).eval()
+        return lambda: CKDTracker(teacher, precision=args.precision)
+    model = _load_model(args)
+    return lambda: CKDTracker(model, precision=args.precision)
+
+
+def _eval_run(args: argparse.Namespace) -> int:
+    from ckd_ros.data.datasets import read_dataset
+    from ckd_ros.eval.runner import run_dataset
+
+    seqs = read_dataset(args.dataset, args.root, args.sequences)
+    stats = run_dataset(tracker_factory(args), seqs, args.out, float_boxes=args.float_boxes, desc=args.tracker)
+    print(
+        f"{args.tracker}: tracked {stats['tracked']} sequences ({stats['skipped']} already done) at "
+        f"{stats['fps']:.1f} FPS; results in {args.out}"
+    )
+    return 0
+
+
+def _timing_fps(folder: Path) -> float:
+    import numpy as np
+
+    secs = [np.loadtxt(f, ndmin=1)[1:] for f in sorted(folder.glob("*_time.txt"))]
+    total = sum(float(s.sum()) for s in secs)
+    return sum(len(s) for s in secs) / total if total > 0 else float("nan")
+
+
+def _eval_score(args: argparse.Namespace) -> int:
+    from ckd_ros.eval import score
+    from ckd_ros.eval.plots import metrics_table, plot_curves
+
+    metrics = {}
+    for folder in args.results:
+        name = Path(folder).name
+        metrics[name] = score(args.dataset, args.root, folder, args.sequences)
+        metrics[name]["fps"] = _timing_fps(Path(folder))
+    print(metrics_table(metrics))
+    if args.per_sequence:
+        for name, m in metrics.items():
+            print(f"\n{name}: per sequence (PR@20 / SR, %)")
+            for seq, v in m["per_sequence"].items():
+                print(f"  {seq:<40} {100 * v['PR']:5.1f} {100 * v['SR']:5.1f}")
+    if args.plot:
+        print(f"plot: {plot_curves(metrics, args.plot, args.dataset)}")
+    return 0
+
+
+def _make_suite(args: argparse.Namespace) -> int:
+    from ckd_ros.data.synthetic import write_suite
+
+    folders = write_suite(args.out, args.count, args.length)
+    print(f"wrote {len(folders)} sequences in the LasHeR layout under {args.out}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="benchmarks: run trackers, score result files, make the synthetic suite")
+    esub = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
+    run = esub.add_parser("run", help="track every sequence of a dataset (resumable) and write result files")
+    run.add_argument("--dataset", required=True, help="lasher, rgbt234, rgbt210, gtot, vtuav or synthetic")
+    run.add_argument("--root", required=True, help="the dataset folder in its own layout")
+    run.add_argument("--out", required=True, help="result folder: <sequence>.txt and <sequence>_time.txt")
+    run.add_argument("--sequences", nargs="+", help="only these sequences")
+    run.add_argument("--tracker", default="ckd", choices=TRACKERS, help="ckd (default) or a baseline")
+    run.add_argument("--float-boxes", action="store_true", help="keep decimals (official files truncate to int)")
+    _add_model_args(run)
+    run.set_defaults(func=_eval_run)
+    sc = esub.add_parser("score", help="metric table (and plots) for one or more result folders")
+    sc.add_argument("--dataset", required=True)
+    sc.add_argument("--root", required=True)
+    sc.add_argument("--results", required=True, nargs="+", help="result folders; each folder name labels a tracker")
+    sc.add_argument("--sequences", nargs="+")
+    sc.add_argument("--plot", help="write precision/success plots to this PNG")
+    sc.add_argument("--per-sequence", action="store_true")
+    sc.set_defaults(func=_eval_score)
+    ms = esub.add_parser("make-suite", help="write the held-out synthetic RGB-T test suite (LasHeR layout)")
+    ms.add_argument("out")
+    ms.add_argument("--count", type=int, default=30)
+    ms.add_argument("--length", type=int, help="frames per sequence (default: 120-240, varying)")
+    ms.set_defaults(func=_make_suite)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckd-ros", description="RGB + thermal tracking with CKD, for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -175,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_convert, _add_track, _add_train]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_convert, _add_track, _add_train, _add_eval]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -146,7 +146,10 @@ def _trajectory(
 
 def _segments(rng: np.random.Generator, length: int, focus: str | None) -> list[tuple[int, int, str]]:
     """Scenario segments; the first is always ``normal`` so that initialisation is fair."""
-    cuts = sorted(rng.choice(np.arange(20, length - 15), size=int(rng.integers(2, 4)), replace=False).tolist())
+    lo, hi = min(20, length // 4), length - min(15, length // 5)
+    if hi - lo < 4:
+        return [(0, length, "normal")]
+    cuts = sorted(rng.choice(np.arange(lo, hi), size=int(rng.integers(2, 4)), replace=False).tolist())
     bounds = [0, *cuts, length]
     out = []
     for k in range(len(bounds) - 1):

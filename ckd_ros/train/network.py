@@ -95,3 +95,22 @@ class CKDTrainingNet(nn.Module):
             else:
                 fused[key] = v[key].clone()
         self.box_head.load_state_dict(fused)
+
+
+class TeacherNet(nn.Module):
+    """One teacher backbone and its single-modality head, behind the CKDNet call signature, so the
+    tracker can run it as an RGB-only or TIR-only baseline."""
+
+    def __init__(self, net: CKDTrainingNet, modality: str) -> None:
+        super().__init__()
+        if modality not in ("rgb", "tir"):
+            raise ValueError(f"modality must be 'rgb' or 'tir', got {modality!r}")
+        self.cfg = net.cfg.replace(ce_mode="none")
+        self.modality = modality
+        self.branch = net.teacher_rgb if modality == "rgb" else net.teacher_tir
+        self.head = net.box_head_v if modality == "rgb" else net.box_head_i
+
+    def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
+        z, x = (template_rgb, search_rgb) if self.modality == "rgb" else (template_tir, search_tir)
+        run = run_lockstep([self.branch], [self.branch.embed(z, x)], self.cfg, None, num_deciders=1)
+        return _maps(self.head, run.tokens, self.cfg)
