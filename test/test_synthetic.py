@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ckd_ros.data.synthetic import SCENARIOS, SyntheticPool, SyntheticSequence, SynthConfig, suite_sequence, write_sequence
+from ckd_ros.data.synthetic import SCENARIOS, SynthConfig, SyntheticPool, SyntheticSequence, suite_sequence, write_sequence
 
 
 def region(img: np.ndarray, box: np.ndarray, grow: float = 0.0) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_boxes_stay_in_frame_and_segments_start_normal():
 
 def frames_with(scenario: str, seeds=range(40)):
     for k in seeds:
-        name, seq = suite_sequence(k, length=120)
+        _name, seq = suite_sequence(k, length=120)
         for a, b, s in seq.segments:
             if s == scenario:
                 yield seq, (a + b) // 2

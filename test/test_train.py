@@ -76,7 +76,7 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(tmp_path, stage):
 
     def loss() -> float:
         torch.manual_seed(0)
-        return float(actor(batch)[0])
+        return float(actor(batch)[0].detach())
 
     before = loss()
     torch.manual_seed(0)

@@ -202,6 +202,7 @@ class SyntheticSequence:
             self.distractors.append((_Body(*traj, *spr), k < 1))  # the first one is present all the time
         self.occluder_x = rng.uniform(-0.5, 0.5)
         self.boxes = np.concatenate([self.target.xy - self.target.size / 2, self.target.size], axis=1)
+        self.template_ok = self.scenario == "normal"  # training draws templates where both modalities see
 
     def __len__(self) -> int:
         return self.cfg.length

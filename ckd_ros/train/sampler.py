@@ -1,7 +1,10 @@
 """Template/search pair sampling with jitter and augmentation (spec §4.3, §4.4), from any reader.
 
 A *source* is anything with ``len()``, ``boxes`` ((L, 4) x, y, w, h; w or h ≤ 0 marks an absent
-target) and ``frame(i)`` → (rgb, tir) uint8 HxWx3: the synthetic world, or a dataset reader.
+target) and ``frame(i)`` → (rgb, tir) uint8 HxWx3: the synthetic world, or a dataset reader. A
+source may also have ``template_ok`` ((L,) bool): templates are then drawn only from those frames,
+as at tracking time, where the template is the clean first frame (the synthetic world marks its
+``normal`` frames; dataset readers have no such mark and sample templates as the official code).
 Every sample is drawn from a generator seeded by (seed, rank, step, index), so a batch depends
 only on its step number: resuming reproduces the same next batch.
 """
@@ -77,7 +80,11 @@ class PairSampler:
             vis = np.flatnonzero(_visible(src.boxes))
             if len(src) < 20 or len(vis) <= 4:
                 continue
-            t = int(rng.choice(vis))
+            ok = getattr(src, "template_ok", None)
+            tvis = vis if ok is None else vis[np.asarray(ok)[vis]]
+            if len(tvis) == 0:
+                continue
+            t = int(rng.choice(tvis))
             gap = 0
             while True:  # a visible search frame after the template, widening the window as needed
                 hi = min(len(src), t + self.cfg.max_interval + gap + 1)
