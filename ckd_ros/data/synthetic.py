@@ -77,13 +77,16 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, channels
 
 def _rgb_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     bg = np.zeros((h, w, 3), np.float32)
-    for cells, weight in ((4, 110.0), (16, 60.0), (64, 40.0)):
+    bg += 40.0
+    for cells, weight in ((4, 100.0), (16, 40.0), (64, 15.0)):
         bg += _smooth_noise(rng, h, w, cells, 3) * weight
-    for _ in range(int(rng.integers(8, 20))):  # "buildings", "cars": hard edges and flat colours
+    for _ in range(int(rng.integers(6, 14))):  # "buildings", "cars": hard edges, muted colours
         x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
         x1, y1 = x0 + int(rng.integers(10, 90)), y0 + int(rng.integers(10, 90))
-        cv2.rectangle(bg, (x0, y0), (x1, y1), tuple(float(c) for c in rng.uniform(20, 230, 3)), -1)
-    bg += rng.normal(0, 8, (h, w, 3)).astype(np.float32)
+        grey = rng.uniform(40, 200)
+        colour = grey + rng.uniform(-30, 30, 3)
+        cv2.rectangle(bg, (x0, y0), (x1, y1), tuple(float(c) for c in colour), -1)
+    bg += rng.normal(0, 5, (h, w, 3)).astype(np.float32)
     return np.clip(bg, 0, 255).astype(np.uint8)
 
 
@@ -106,7 +109,10 @@ def _sprite(
     else:
         cv2.rectangle(mask, (3, 3), (size - 4, size - 4), 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), 1.0)
-    colours = rng.uniform(0, 255, (2, 3)) if colours is None else colours
+    if colours is None:  # a saturated hue and a dark counter-colour: what a person wears, a car's paint
+        hue = rng.uniform(0, 180)
+        hsv = np.array([[[hue, 255, 240], [(hue + 90) % 180, 200, 60]]], np.uint8)
+        colours = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0].astype(np.float64)
     yy, xx = np.mgrid[0:size, 0:size]
     period = int(rng.integers(6, 16))
     if rng.random() < 0.5:
