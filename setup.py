@@ -32,6 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ckd-ros = ckd_ros.cli:main",
+            "ckd_tracker_node = ckd_ros.ros.node:main",
         ],
     },
 )

@@ -1,0 +1,71 @@
+"""ROS messages ↔ the core's plain types. No cv_bridge: image buffers are read with NumPy directly
+(zero copy), which also works where cv_bridge is missing or broken."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from ckd_ros.preprocess import RawImage, encode
+from ckd_ros.tracker.geometry import Box
+
+
+def raw_image(msg: Image) -> RawImage:
+    return RawImage(msg.data, msg.height, msg.width, msg.encoding, msg.step, bool(msg.is_bigendian))
+
+
+def stamp_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def image_msg(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """An Image from an (H, W[, C]) array; ``data`` is set from bytes (setting an ndarray is ~1000x slower)."""
+    data, step = encode(array, encoding)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding, msg.step, msg.is_bigendian = encoding, step, 0
+    msg.data = data
+    return msg
+
+
+def box_to_bbox(box: Box) -> BoundingBox2D:
+    x, y, w, h = (float(v) for v in box)
+    bbox = BoundingBox2D()
+    bbox.center.position.x = x + w / 2
+    bbox.center.position.y = y + h / 2
+    bbox.size_x, bbox.size_y = w, h
+    return bbox
+
+
+def bbox_to_box(bbox: BoundingBox2D) -> Box:
+    w, h = float(bbox.size_x), float(bbox.size_y)
+    return (float(bbox.center.position.x) - w / 2, float(bbox.center.position.y) - h / 2, w, h)
+
+
+def detection(header: Header, box: Box, score: float, class_id: str, track_id: str) -> Detection2D:
+    """A vision_msgs 4.x Detection2D: bbox centre/size in RGB pixels, one hypothesis, a track id."""
+    det = Detection2D()
+    det.header = header
+    det.bbox = box_to_bbox(box)
+    hyp = ObjectHypothesisWithPose()
+    hyp.hypothesis.class_id = class_id
+    hyp.hypothesis.score = float(score)
+    hyp.pose.pose.position.x = det.bbox.center.position.x  # the box centre, for consumers that read the pose
+    hyp.pose.pose.position.y = det.bbox.center.position.y
+    det.results = [hyp]
+    det.id = track_id
+    return det
+
+
+def detection_array(header: Header, detections: Sequence[Detection2D]) -> Detection2DArray:
+    arr = Detection2DArray()
+    arr.header = header
+    arr.detections = list(detections)
+    return arr

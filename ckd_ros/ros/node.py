@@ -1,0 +1,337 @@
+"""``ckd_tracker``: synchronized RGB + thermal images in, vision_msgs detections and a debug image out.
+
+Topics (relative names, remappable):
+
+* in: ``rgb/image``, ``thermal/image`` (sensor_msgs/Image, QoS from parameters, sensor data by
+  default); ``~/init`` (vision_msgs/Detection2D: its bbox, applied to the first pair whose RGB
+  stamp is at or after its header stamp); ``~/init_point`` (geometry_msgs/PointStamped, e.g. a
+  click in rqt_image_view on the RGB or debug image: a box of ``init_point_box_size`` around it);
+* out: ``~/detections`` (Detection2DArray: one detection while tracking, **empty while idle or
+  lost**), ``~/detection`` (Detection2D, only while tracking), ``~/debug_image``, ``/diagnostics``;
+  detections and diagnostics are RELIABLE so default-QoS subscribers receive them;
+* service: ``~/reset`` (std_srvs/Trigger) stops tracking.
+
+Threads: the executor thread only pairs messages and drops the newest pair into a one-slot
+mailbox; a worker thread owns the model, preprocesses, tracks and publishes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PointStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2D, Detection2DArray
+
+from ckd_ros.errors import CKDError
+from ckd_ros.model import load_model
+from ckd_ros.preprocess import AGCConfig, FramePreprocessor, PreprocessConfig
+from ckd_ros.resources import shipped_model
+from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, image_msg, raw_image, stamp_seconds
+from ckd_ros.ros.params import BY_NAME, declare_all
+from ckd_ros.ros.sync import PairSync
+from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
+from ckd_ros.runtime import auto_precision, resolve_device
+from ckd_ros.tracker import CKDTracker, check_box
+from ckd_ros.viz import annotate_pair
+
+RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+RUNTIME_TRACKER = ("score_threshold", "lost_frames")
+RUNTIME_PREPROCESS = (
+    "thermal_agc",
+    "agc_low_percentile",
+    "agc_high_percentile",
+    "agc_ema",
+    "agc_fixed_min",
+    "agc_fixed_max",
+    "alignment",
+    "homography",
+)
+
+
+def preprocess_config(p: dict[str, Any]) -> PreprocessConfig:
+    agc = AGCConfig(
+        mode=p["thermal_agc"],
+        low_percentile=p["agc_low_percentile"],
+        high_percentile=p["agc_high_percentile"],
+        ema=p["agc_ema"],
+        fixed_min=p["agc_fixed_min"],
+        fixed_max=p["agc_fixed_max"],
+    )
+    return PreprocessConfig(agc=agc, align=p["alignment"], homography=list(p["homography"]))
+
+
+class CKDTrackerNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("ckd_tracker", **kwargs)
+        self.p = declare_all(self)
+        self.log = self.get_logger()
+        self.preprocess = FramePreprocessor(preprocess_config(self.p))
+        self.tracker = self._load_tracker()
+        self.state = "idle"
+        self.track_id = 0
+        self.malformed = 0
+        self.errors = 0
+        self.frames = 0
+        self._lock = threading.Lock()
+        self._pending_init: tuple[tuple[float, ...], float | None, str] | None = None
+        self._last_size: tuple[int, int] | None = None
+        self._last_debug = 0.0
+        self.rates = {k: RateMeter() for k in ("rgb", "thermal", "pair", "processed")}
+        self.latency = LatencyStats()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.det_array_pub = self.create_publisher(Detection2DArray, "~/detections", RELIABLE)
+        self.det_pub = self.create_publisher(Detection2D, "~/detection", RELIABLE)
+        self.debug_pub = self.create_publisher(Image, "~/debug_image", QoSProfile(depth=2))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        reliability = ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        self.input_qos = QoSProfile(reliability=reliability, history=HistoryPolicy.KEEP_LAST, depth=self.p["qos_depth"])
+        self.sync = PairSync(
+            self, "rgb/image", "thermal/image", self.input_qos, self.p["slop"], self.p["queue_size"], self._on_pair
+        )
+        for k, topic in enumerate(("rgb/image", "thermal/image")):  # per-stream rates, independent of pairing
+            self.create_subscription(Image, topic, lambda _m, k=k: self.rates[("rgb", "thermal")[k]].tick(), self.input_qos)
+        self.create_subscription(Detection2D, "~/init", self._on_init_detection, RELIABLE)
+        self.create_subscription(PointStamped, "~/init_point", self._on_init_point, RELIABLE)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.mailbox = Mailbox()
+        self.worker = Worker(self.mailbox, self._process, self._on_worker_error)
+        self.worker.start()
+        self.started = time.monotonic()
+        self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
+        if self.p["init_box"][2] > 0:
+            self._request_init(tuple(self.p["init_box"]), None, "parameter")
+        names = [self.resolve_topic_name(t) for t in ("rgb/image", "thermal/image")]
+        self.topics_text = f"{names[0]} + {names[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
+        self.log.info(
+            f"ckd_tracker ready: model {self.tracker.model.cfg.name} on {self.tracker.device} "
+            f"({self.tracker.config.precision}); inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, "
+            f"{self.sync.backend})"
+        )
+
+    # -- model ---------------------------------------------------------------------------------
+    def _load_tracker(self) -> CKDTracker:
+        p = self.p
+        path = p["checkpoint"] or shipped_model()
+        try:
+            device = resolve_device(p["device"])
+        except CKDError as exc:
+            if not p["allow_cpu_fallback"]:
+                raise
+            self.get_logger().error(f"{exc}; falling back to CPU")
+            device = torch.device("cpu")
+        model = load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
+        precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
+        return CKDTracker(model, precision=precision, score_threshold=p["score_threshold"], lost_frames=p["lost_frames"])
+
+    def _fallback_to_cpu(self, exc: BaseException) -> None:
+        self.log.error(f"CUDA failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); moving the model to the CPU")
+        box = self.tracker.state
+        self.tracker = CKDTracker(
+            self.tracker.model.to("cpu"),
+            device="cpu",
+            config=self.tracker.config.__class__(**{**self.tracker.config.__dict__, "precision": "fp32", "preprocess": "cpu"}),
+        )
+        if box is not None:
+            self._request_init(box, None, "cpu fallback (template from the current frame)")
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _on_pair(self, rgb: Image, thermal: Image) -> None:
+        self.rates["pair"].tick()
+        self.mailbox.put((rgb, thermal, time.monotonic()))
+
+    def _request_init(self, box: tuple[float, ...], stamp: float | None, source: str) -> None:
+        with self._lock:
+            self._pending_init = (tuple(float(v) for v in box), stamp, source)
+        self.log.info(f"target init requested from {source}: {tuple(round(float(v), 1) for v in box)}")
+
+    def _on_init_detection(self, msg: Detection2D) -> None:
+        stamp = stamp_seconds(msg.header.stamp)
+        self._request_init(bbox_to_box(msg.bbox), stamp if stamp > 0 else None, "~/init")
+
+    def _on_init_point(self, msg: PointStamped) -> None:
+        x, y = msg.point.x, msg.point.y
+        if self._last_size is not None and self.p["debug_layout"] == "side_by_side" and x >= self._last_size[1]:
+            x -= self._last_size[1]  # a click on the thermal half of the debug image
+        w, h = self.p["init_point_box_size"]
+        stamp = stamp_seconds(msg.header.stamp)
+        self._request_init((x - w / 2, y - h / 2, w, h), stamp if stamp > 0 else None, "~/init_point")
+
+    def _on_reset(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            self._pending_init = None
+            self.tracker.reset()
+            self.state = "idle"
+        resp.success, resp.message = True, "tracking stopped; waiting for ~/init, ~/init_point or init_box"
+        self.log.info("reset: tracking stopped")
+        return resp
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        new = dict(self.p)
+        for prm in params:
+            spec = BY_NAME.get(prm.name)
+            if spec is None:
+                continue
+            value = list(prm.value) if spec.lengths else prm.value
+            reason = spec.check(value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            new[prm.name] = value
+        try:
+            pre = FramePreprocessor(preprocess_config(new))
+        except CKDError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if new["init_box"][2] > 0 and new["init_box"] != self.p["init_box"]:
+            box = new["init_box"]
+            if box[3] <= 0:
+                return SetParametersResult(successful=False, reason=f"init_box {box} has zero or negative height")
+            self._request_init(tuple(box), None, "parameter")
+        if any(new[k] != self.p[k] for k in RUNTIME_PREPROCESS):
+            self.preprocess = pre
+        for k in RUNTIME_TRACKER:
+            setattr(self.tracker.config, k, new[k])
+        self.p = new
+        return SetParametersResult(successful=True)
+
+    # -- worker --------------------------------------------------------------------------------
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.log.error(f"frame failed ({type(exc).__name__}: {exc})", throttle_duration_sec=5.0)
+
+    def _process(self, item: tuple[Image, Image, float]) -> None:
+        rgb_msg, thermal_msg, arrived = item
+        try:
+            rgb, tir = self.preprocess(raw_image(rgb_msg), raw_image(thermal_msg))
+        except CKDError as exc:
+            self.malformed += 1
+            self.log.warning(f"malformed image pair #{self.malformed} skipped: {exc}", throttle_duration_sec=5.0)
+            return
+        self._last_size = rgb.shape[:2]
+        stamp = stamp_seconds(rgb_msg.header.stamp)
+        result = None
+        with self._lock:
+            pending = self._pending_init
+            if pending is not None and (pending[1] is None or stamp >= pending[1] - self.p["slop"]):
+                self._pending_init = None
+                try:
+                    check_box(pending[0], rgb.shape[:2])
+                    result = self.tracker.initialize(rgb, tir, pending[0])  # published: the first output is the init box
+                    self.track_id += 1
+                    self.state = "tracking"
+                    self.log.info(f"tracking target #{self.track_id} from {pending[2]}")
+                except CKDError as exc:
+                    self.malformed += 1
+                    self.log.warning(f"init from {pending[2]} rejected: {exc}")
+            elif self.tracker.initialized:
+                try:
+                    result = self.tracker.track(rgb, tir)
+                except torch.cuda.OutOfMemoryError as exc:
+                    if not self.p["allow_cpu_fallback"]:
+                        raise
+                    self._fallback_to_cpu(exc)
+                    return
+                self.state = "lost" if result.lost else "tracking"
+        self.frames += 1
+        self.rates["processed"].tick()
+        header = rgb_msg.header
+        dets = []
+        if result is not None and not result.lost:
+            det = detection(header, result.box, result.score, self.p["class_id"], str(self.track_id))
+            dets.append(det)
+            self.det_pub.publish(det)
+        self.det_array_pub.publish(detection_array(header, dets))
+        self.latency.add((time.monotonic() - arrived) * 1000.0)
+        self._maybe_debug(rgb_msg, rgb, tir, result)
+
+    def _maybe_debug(self, rgb_msg: Image, rgb, tir, result) -> None:
+        if not self.p["debug_image"] or self.debug_pub.get_subscription_count() == 0:
+            return
+        now = time.monotonic()
+        if now - self._last_debug < 1.0 / self.p["debug_rate"]:
+            return
+        self._last_debug = now
+        box = result.box if result is not None else None
+        caption = f"{self.state}  score {result.score:.2f}" if result is not None else self.state
+        caption += f"  {self.rates['processed'].rate():.1f} FPS"
+        img = annotate_pair(rgb, tir, box, caption, lost=self.state == "lost", layout=self.p["debug_layout"])
+        self.debug_pub.publish(image_msg(img, "rgb8", rgb_msg.header))
+
+    # -- diagnostics ---------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        last_pair = self.rates["pair"].last
+        silent = now - (last_pair if last_pair is not None else self.started)
+        status = DiagnosticStatus(name="ckd_tracker: tracker", hardware_id=str(self.tracker.device))
+        if silent > self.p["no_pair_warn_seconds"]:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"no synchronized RGB/thermal pair for {silent:.1f} s on {self.topics_text}"
+            self.log.warning(
+                status.message + f"; rgb {self.rates['rgb'].rate():.1f} Hz, thermal {self.rates['thermal'].rate():.1f} Hz",
+                throttle_duration_sec=10.0,
+            )
+        elif self.state == "lost":
+            status.level, status.message = DiagnosticStatus.WARN, "target lost"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, self.state
+        values = {
+            "state": self.state,
+            "device": str(self.tracker.device),
+            "precision": self.tracker.config.precision,
+            "model": self.tracker.model.cfg.name,
+            "sync_backend": self.sync.backend,
+            "rgb_hz": f"{self.rates['rgb'].rate(now):.2f}",
+            "thermal_hz": f"{self.rates['thermal'].rate(now):.2f}",
+            "pair_hz": f"{self.rates['pair'].rate(now):.2f}",
+            "processed_hz": f"{self.rates['processed'].rate(now):.2f}",
+            "pairs_total": str(self.sync.pairs),
+            "processed_total": str(self.frames),
+            "dropped_pairs": str(self.mailbox.dropped),
+            "unpaired_dropped": str(self.sync.unpaired_dropped),
+            "malformed": str(self.malformed),
+            "errors": str(self.errors),
+            "latency_p50_ms": f"{self.latency.pct(50):.2f}",
+            "latency_p95_ms": f"{self.latency.pct(95):.2f}",
+            "seconds_since_pair": f"{silent:.2f}",
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+    try:
+        node = CKDTrackerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except CKDError as exc:
+        print(f"ckd_tracker: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
