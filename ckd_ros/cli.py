@@ -299,6 +299,29 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
+def _launch(args: argparse.Namespace) -> int:
+    from ckd_ros.ros.launcher import node_command, run
+
+    cmd = node_command(args.params_file, args.rgb_topic, args.thermal_topic, args.param or [], args.namespace)
+    print("starting: " + " ".join(cmd), flush=True)
+    return run(cmd)
+
+
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="start the ckd_tracker ROS 2 node (what ckd_tracker.launch.py does)",
+        description="Start the ckd_tracker node with config/ckd_tracker.yaml, topic remaps and "
+        "parameter overrides; for environments without the ROS launch packages.",
+    )
+    p.add_argument("--params-file", help="parameter YAML (default: config/ckd_tracker.yaml)")
+    p.add_argument("--rgb-topic", default="rgb/image")
+    p.add_argument("--thermal-topic", default="thermal/image")
+    p.add_argument("--namespace", default="")
+    p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="parameter override (repeatable)")
+    p.set_defaults(func=_launch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckd-ros", description="RGB + thermal tracking with CKD, for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -307,7 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_track, _add_eval, _add_train, _add_convert]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo,
+    _add_track,
+    _add_launch,
+    _add_eval,
+    _add_train,
+    _add_convert,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,11 +4,13 @@ malformed input, flooding, parameters, and a second process."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,28 +279,30 @@ def test_parameters_are_validated_with_a_reason(graph):
     assert g.node.preprocess.agc.config.mode == "minmax"
 
 
-def test_node_in_a_second_process(checkpoint):
-    env = dict(os.environ)
+def test_node_in_a_second_process_via_ckd_ros_launch(checkpoint):
+    """`ckd-ros launch`: the YAML, topic remaps, overrides, and SIGINT forwarded to the node."""
     cmd = [
         sys.executable,
         "-m",
-        "ckd_ros.ros.node",
-        "--ros-args",
+        "ckd_ros.cli",
+        "launch",
+        "--rgb-topic",
+        "/cam/rgb",
+        "--thermal-topic",
+        "/cam/tir",
         "-p",
         f"checkpoint:={checkpoint}",
         "-p",
         "init_box:=[50.0, 40.0, 40.0, 30.0]",
         "-p",
         "qos_reliability:=reliable",
-        "-r",
-        "__node:=ckd_tracker",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     rclpy.init()
     try:
         peer = rclpy.create_node("remote_peer")
-        pub_rgb = peer.create_publisher(Image, "rgb/image", RELIABLE)
-        pub_tir = peer.create_publisher(Image, "thermal/image", RELIABLE)
+        pub_rgb = peer.create_publisher(Image, "/cam/rgb", RELIABLE)
+        pub_tir = peer.create_publisher(Image, "/cam/tir", RELIABLE)
         got: list[Detection2DArray] = []
         peer.create_subscription(Detection2DArray, "/ckd_tracker/detections", got.append, RELIABLE)
         ex = SingleThreadedExecutor()
@@ -307,23 +311,54 @@ def test_node_in_a_second_process(checkpoint):
         th.start()
         assert wait_for(lambda: pub_rgb.get_subscription_count() >= 1 and pub_tir.get_subscription_count() >= 1, 30)
         rng = np.random.default_rng(1)
-        for sec in range(1, 11):
+
+        def send(sec: int) -> None:
             img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
             a, b = image_msg(img, "rgb8"), image_msg(img[:, :, 0], "mono8")
             a.header.stamp.sec = b.header.stamp.sec = sec
             pub_rgb.publish(a)
             pub_tir.publish(b)
             time.sleep(0.05)
-        assert wait_for(lambda: len(got) >= 10, 20)
-        assert [m.header.stamp.sec for m in got[:10]] == list(range(1, 11))
-        assert all(len(m.detections) == 1 for m in got[:10])
+
+        sec = 0
+        while not got and sec < 400:  # until both directions are discovered and detections flow
+            sec += 1
+            send(sec)
+        assert got, "no detections from the launched node"
+        n = len(got)
+        for k in range(1, 11):
+            send(1000 + k)
+        assert wait_for(lambda: len(got) >= n + 10, 20)
+        tail = [m for m in got if m.header.stamp.sec > 1000]
+        assert [m.header.stamp.sec for m in tail] == list(range(1001, 1011))
+        assert all(len(m.detections) == 1 for m in tail)
         ex.shutdown()
         peer.destroy_node()
     finally:
         rclpy.try_shutdown()
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
-    assert "ckd_tracker ready" in out and proc.returncode in (0, -15)
+    assert "ckd_tracker ready" in out and "/cam/rgb + /cam/tir (QoS reliable" in out
+    assert proc.returncode == 0
+
+
+def test_params_yaml_matches_the_declared_parameters():
+    import yaml
+
+    from ckd_ros.ros.params import PARAMS
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "config" / "ckd_tracker.yaml").read_text())
+    values = data["ckd_tracker"]["ros__parameters"]
+    assert list(values) == [p.name for p in PARAMS]
+    assert all(values[p.name] == p.default for p in PARAMS)
+
+
+def test_launcher_rejects_unknown_parameters():
+    from ckd_ros.errors import ConfigError
+    from ckd_ros.ros.launcher import node_command
+
+    with pytest.raises(ConfigError, match="ckd_tracker parameter name"):
+        node_command(None, "a", "b", ["nonsense:=1"])
 
 
 def test_node_exits_2_on_a_bad_checkpoint(tmp_path):
