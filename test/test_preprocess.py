@@ -155,3 +155,12 @@ def test_frame_preprocessor_end_to_end():
     assert np.array_equal(rgb8, RGB)
     assert tir8.shape == (5, 7, 3) and tir8.dtype == np.uint8
     assert tir8[..., 0].min() == 0 and tir8[..., 0].max() == 255
+
+
+def test_8bit_thermal_passes_through_without_agc():
+    grey = np.array([[10, 20], [30, 40]], np.uint8)
+    data, step = encode(grey, "mono8")
+    pre = FramePreprocessor(PreprocessConfig(agc=AGCConfig(mode="minmax", subsample=1)))
+    rgb_data, rgb_step = encode(np.zeros((2, 2, 3), np.uint8), "rgb8")
+    _, tir8 = pre(RawImage(rgb_data, 2, 2, "rgb8", rgb_step), RawImage(data, 2, 2, "mono8", step))
+    assert tir8[:, :, 0].tolist() == [[10, 20], [30, 40]]  # not stretched to 0..255

@@ -52,10 +52,11 @@ class PreprocessConfig:
 
 
 def thermal_to_rgb8(image: np.ndarray, enc: Encoding, agc: ThermalAGC) -> np.ndarray:
-    """Grey thermal (8/16-bit) through AGC, replicated to 3 channels; colour thermal as is."""
+    """16-bit grey thermal through AGC; 8-bit thermal as the camera's own AGC made it (the model was
+    trained on such 8-bit frames); grey replicated to 3 channels, colour thermal as is."""
     if enc.order != "mono":
         return to_rgb8(image, enc)
-    grey = agc(image)
+    grey = agc(image) if image.dtype == np.uint16 else image.reshape(image.shape[0], image.shape[1])
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 

@@ -7,7 +7,9 @@ saw 8-bit thermal jpgs. Modes:
   exponential moving average so the picture does not flicker when a hot object enters the frame.
 * ``minmax``: the frame's own min and max (flickers; useful for stills).
 * ``fixed``: a fixed raw range, e.g. a known scene temperature span in counts.
-* ``none``: 16-bit takes the high byte (value / 256); 8-bit passes through.
+* ``none``: the high byte (value / 256).
+
+AGC applies to 16-bit frames; 8-bit thermal already went through the camera's own AGC.
 """
 
 from __future__ import annotations
