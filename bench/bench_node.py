@@ -16,22 +16,20 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 
-import rclpy  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from ckd_ros.benchmark import Timing  # noqa: E402
-from ckd_ros.data.synthetic import SynthConfig, SyntheticSequence  # noqa: E402
-from ckd_ros.ros.conversions import image_msg  # noqa: E402
-from ckd_ros.ros.node import CKDTrackerNode  # noqa: E402
+from ckd_ros.benchmark import Timing
+from ckd_ros.data.synthetic import SynthConfig, SyntheticSequence
+from ckd_ros.ros.conversions import image_msg
+from ckd_ros.ros.node import CKDTrackerNode
 
 
 def run_rate(args: argparse.Namespace, rate: float, frames: list) -> str:
@@ -52,8 +50,9 @@ def run_rate(args: argparse.Namespace, rate: float, frames: list) -> str:
         latencies.append((now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1000)
         received.append(now)
 
-    peer.create_subscription(Detection2DArray, "/ckd_tracker/detections", on_det,
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    peer.create_subscription(
+        Detection2DArray, "/ckd_tracker/detections", on_det, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    )
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     ex.add_node(peer)
@@ -84,8 +83,10 @@ def run_rate(args: argparse.Namespace, rate: float, frames: list) -> str:
     peer.destroy_node()
     t = Timing(tuple(latencies[3:] or [float("nan")]))
     out_rate = len(received) / max(sent_time - 1.0, 1e-6)
-    return (f"{rate:7.0f} {n:6d} {processed:9d} {dropped:7d} {out_rate:9.1f} {t.pct(50):8.2f} {t.pct(95):8.2f} "
-            f"{t.pct(99):8.2f}   {node.tracker.model.cfg.name} {node.tracker.device} {node.tracker.config.precision}")
+    return (
+        f"{rate:7.0f} {n:6d} {processed:9d} {dropped:7d} {out_rate:9.1f} {t.pct(50):8.2f} {t.pct(95):8.2f} "
+        f"{t.pct(99):8.2f}   {node.tracker.model.cfg.name} {node.tracker.device} {node.tracker.config.precision}"
+    )
 
 
 def main() -> int:

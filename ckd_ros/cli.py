@@ -322,6 +322,101 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_launch)
 
 
+def _topics(args: argparse.Namespace):
+    from ckd_ros.ros.bags import Topics
+
+    return Topics(rgb=args.rgb_topic, thermal=args.thermal_topic, gt=args.gt_topic)
+
+
+def _bag_from_sequence(args: argparse.Namespace) -> int:
+    from ckd_ros.data.datasets import read_dataset
+    from ckd_ros.ros.bags import write_sequence_bag
+
+    folder = Path(args.sequence)
+    (seq,) = read_dataset(args.dataset, folder.parent, [folder.name])
+    out = write_sequence_bag(seq, args.out, args.rate, args.storage, _topics(args), progress=True)
+    print(f"wrote {out}: {len(seq)} frames at {args.rate} Hz ({args.storage})")
+    return 0
+
+
+def _bag_from_dataset(args: argparse.Namespace) -> int:
+    from ckd_ros.data.datasets import read_dataset
+    from ckd_ros.ros.bags import write_sequence_bag
+
+    seqs = read_dataset(args.dataset, args.root, args.sequences)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seq in seqs:
+        if (out / seq.name).exists():
+            continue
+        write_sequence_bag(seq, out / seq.name, args.rate, args.storage, _topics(args), progress=True)
+    print(f"{len(seqs)} bags under {out}")
+    return 0
+
+
+def _bag_replay(args: argparse.Namespace) -> int:
+    from ckd_ros.ros.replay import replay
+
+    report = replay(
+        args.bag,
+        args.checkpoint,
+        _topics(args),
+        "lockstep" if args.lockstep else "realtime",
+        args.rate_scale,
+        args.init,
+        progress=True,
+    )
+    print(report.text())
+    if args.out:
+        from ckd_ros.eval.runner import write_result
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_result(out / f"{Path(args.bag).name}.txt", [tuple(b) for b in report.boxes], [0.0] * len(report.boxes), True)
+        print(f"boxes: {out / (Path(args.bag).name + '.txt')}")
+    return 0
+
+
+def _add_bag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bag", help="ROS 2 bags: write RGB-T sequences as bags, replay a bag through the node")
+    bsub = p.add_subparsers(dest="bag_command", required=True, metavar="ACTION")
+
+    def topic_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--rgb-topic", default="/rgb/image")
+        q.add_argument("--thermal-topic", default="/thermal/image")
+        q.add_argument("--gt-topic", default="/ground_truth", help="vision_msgs/Detection2D ground truth")
+
+    seq = bsub.add_parser("from-sequence", help="one sequence folder → one bag")
+    seq.add_argument("sequence", help="a sequence folder in its dataset's layout")
+    seq.add_argument("out", help="the bag folder to create")
+    seq.add_argument("--dataset", default="lasher", help="layout of the sequence (default: lasher / synthetic)")
+    ds = bsub.add_parser("from-dataset", help="every sequence of a dataset → one bag each")
+    ds.add_argument("--dataset", required=True)
+    ds.add_argument("--root", required=True)
+    ds.add_argument("--sequences", nargs="+")
+    ds.add_argument("out", help="folder for the bags")
+    for q in (seq, ds):
+        q.add_argument("--rate", type=float, default=25.0, help="frames per second of the stamps (default 25)")
+        q.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+        topic_args(q)
+    seq.set_defaults(func=_bag_from_sequence)
+    ds.set_defaults(func=_bag_from_dataset)
+    rp = bsub.add_parser(
+        "replay",
+        help="play a bag through the ckd_tracker node; accuracy, latency, drops",
+        description="Play a bag into a ROS 2 graph running the ckd_tracker node (initialised from the "
+        "first ground-truth box or --init) and report PR/NPR/SR, latency and processed/dropped pairs.",
+    )
+    rp.add_argument("bag")
+    rp.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    rp.add_argument("--init", type=_parse_box, help="x,y,w,h when the bag has no ground truth")
+    rp.add_argument("--lockstep", action="store_true", help="wait for each detection (every frame processed)")
+    rp.add_argument("--rate-scale", type=float, default=1.0, help="realtime mode: play this many times faster")
+    rp.add_argument("--out", help="write the boxes as a result file here")
+    topic_args(rp)
+    rp.set_defaults(func=_bag_replay)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ckd-ros", description="RGB + thermal tracking with CKD, for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -334,6 +429,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_track,
     _add_launch,
+    _add_bag,
     _add_eval,
     _add_train,
     _add_convert,

@@ -1,0 +1,172 @@
+"""Replay a bag into a real ROS 2 graph running the ckd_tracker node, and measure it.
+
+Graph (one process): a player publishes the bag's raw CDR image messages on their topics; the
+``ckd_tracker`` node (remapped to those topics, initialised from the first ground-truth box or a
+given one) tracks; a recorder collects ``~/detections``. Two pacing modes:
+
+* ``realtime``: messages go out at the bag's stamps (× ``rate_scale``): the node drops what it
+  cannot keep up with, as on a robot; the report counts processed vs dropped pairs;
+* ``lockstep``: the next pair goes out once the previous one's detections arrived: every frame is
+  processed, so the boxes equal an offline run of the same tracker on the same frames.
+
+Frames without a published box (dropped, or the target reported lost) are scored as an empty box,
+which the LasHeR protocol replaces by the previous row.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ckd_ros.benchmark import Timing
+from ckd_ros.errors import ConfigError, InputError
+from ckd_ros.eval.metrics import score_lasher_sequence, summarise
+from ckd_ros.ros.bags import DEFAULT_TOPICS, Topics, pairs_by_stamp, read_bag
+
+
+@dataclass
+class ReplayReport:
+    frames: int
+    processed: int
+    dropped: int
+    boxes: np.ndarray
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    metrics: dict | None = None
+
+    def text(self) -> str:
+        t = Timing(tuple(self.latencies_ms or [float("nan")]))
+        lines = [
+            f"frames {self.frames}, processed {self.processed}, dropped {self.dropped} "
+            f"({self.processed / max(self.seconds, 1e-9):.1f} processed/s over {self.seconds:.1f} s)",
+            f"latency publish → detection: p50 {t.pct(50):.1f} ms, p95 {t.pct(95):.1f} ms, p99 {t.pct(99):.1f} ms",
+        ]
+        if self.metrics is not None:
+            m = self.metrics
+            lines.append(
+                f"accuracy vs ground truth (LasHeR protocol): PR@20 {100 * m['PR']:.1f}, NPR {100 * m['NPR']:.1f}, "
+                f"SR {100 * m['SR']:.1f}"
+            )
+        else:
+            lines.append("no ground-truth topic: latency and rate only")
+        return "\n".join(lines)
+
+
+def replay(
+    bag: str | Path,
+    checkpoint: str | None = None,
+    topics: Topics = DEFAULT_TOPICS,
+    mode: str = "realtime",
+    rate_scale: float = 1.0,
+    init_box: tuple[float, float, float, float] | None = None,
+    params: dict | None = None,
+    slop: float = 0.02,
+    progress: bool = True,
+) -> ReplayReport:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from tqdm import tqdm
+    from vision_msgs.msg import Detection2DArray
+
+    from ckd_ros.ros.node import CKDTrackerNode
+
+    if mode not in ("realtime", "lockstep"):
+        raise ConfigError(f"mode {mode!r} is not realtime or lockstep")
+    if rate_scale <= 0:
+        raise ConfigError("rate_scale must be positive")
+    frames = read_bag(bag, topics)
+    pairs = list(pairs_by_stamp(frames, int(slop * 1e9)))
+    if not pairs:
+        raise InputError(f"{bag}: no RGB/thermal pairs within {slop} s on {topics.rgb} and {topics.thermal}")
+    first = pairs[0][0]
+    if init_box is None:
+        if first not in frames.gt:
+            raise InputError(f"{bag}: no ground truth at the first frame on {topics.gt}; give an init box")
+        init_box = frames.gt[first]
+    reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+    overrides = {
+        "init_box": [float(v) for v in init_box],
+        "qos_reliability": "reliable",
+        "qos_depth": 100,
+        "debug_image": False,
+        "slop": slop,
+        **(params or {}),
+    }
+    if checkpoint:
+        overrides["checkpoint"] = str(checkpoint)
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    try:
+        node = CKDTrackerNode(
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+            cli_args=["--ros-args", "-r", f"rgb/image:={topics.rgb}", "-r", f"thermal/image:={topics.thermal}"],
+        )
+        player = rclpy.create_node("ckd_bag_player")
+        pub_rgb = player.create_publisher(Image, topics.rgb, reliable)
+        pub_tir = player.create_publisher(Image, topics.thermal, reliable)
+        results: dict[int, tuple[tuple[float, float, float, float] | None, float]] = {}
+        cond = threading.Condition()
+
+        def on_det(msg: Detection2DArray) -> None:
+            s = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            box = None
+            if msg.detections:
+                b = msg.detections[0].bbox
+                box = (b.center.position.x - b.size_x / 2, b.center.position.y - b.size_y / 2, b.size_x, b.size_y)
+            with cond:
+                results[s] = (box, time.monotonic())
+                cond.notify_all()
+
+        player.create_subscription(Detection2DArray, node.resolve_topic_name("~/detections"), on_det, reliable)
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        ex.add_node(player)
+        spin = threading.Thread(target=ex.spin, daemon=True)
+        spin.start()
+        deadline = time.monotonic() + 30
+        while (pub_rgb.get_subscription_count() < 1 or pub_tir.get_subscription_count() < 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sent: dict[int, float] = {}
+        t_start = time.monotonic()
+        for stamp, raw_rgb, raw_tir in tqdm(pairs, desc=Path(bag).name, unit="frame", disable=not progress):
+            if mode == "realtime":
+                due = t_start + (stamp - first) / 1e9 / rate_scale
+                while (wait := due - time.monotonic()) > 0:
+                    time.sleep(min(wait, 0.002))
+            sent[stamp] = time.monotonic()
+            pub_rgb.publish(raw_rgb)
+            pub_tir.publish(raw_tir)
+            if mode == "lockstep":
+                with cond:
+                    if not cond.wait_for(lambda s=stamp: s in results, timeout=60):
+                        raise RuntimeError(f"no detections for the frame stamped {stamp} within 60 s")
+        end = time.monotonic() + 5
+        while time.monotonic() < end and node.mailbox._item is not None:  # let the last pair finish
+            time.sleep(0.01)
+        time.sleep(0.2)
+        seconds = time.monotonic() - t_start
+        processed, dropped = node.frames, node.mailbox.dropped
+        ex.shutdown()
+        node.destroy_node()
+        player.destroy_node()
+    finally:
+        if own_context:
+            rclpy.try_shutdown()
+    boxes = np.array(
+        [results[s][0] if s in results and results[s][0] is not None else (0.0, 0.0, 0.0, 0.0) for s, _, _ in pairs],
+        dtype=np.float64,
+    )
+    latencies = [(results[s][1] - sent[s]) * 1000 for s, _, _ in pairs if s in results]
+    report = ReplayReport(len(pairs), processed, dropped, boxes, latencies, seconds)
+    if frames.gt:  # frames without a GT message count as invalid-GT frames (LasHeR rules)
+        gt = np.array([frames.gt.get(s, (0.0, 0.0, 0.0, 0.0)) for s, _, _ in pairs])
+        report.metrics = summarise([score_lasher_sequence(Path(bag).name, boxes, gt)], "lasher")
+    return report
