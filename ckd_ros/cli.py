@@ -274,28 +274,59 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ckd_ros.demo import run_demo
-    from ckd_ros.tracker import CKDTracker
+    import os
 
-    model = _load_model(args)
-    tracker = CKDTracker(model, precision=args.precision)
-    print(f"demo: {model.cfg.name} ({model.cfg.description or 'custom'}) on {tracker.device}; output in {args.out}")
-    run_demo(tracker, args.out, length=args.length, video=not args.no_video)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo graph stays on this machine
+    if args.bag:
+        from ckd_ros.ros.replay import replay
+
+        report = replay(
+            args.bag,
+            args.checkpoint,
+            mode="lockstep" if args.lockstep else "realtime",
+            params={"device": args.device, "precision": args.precision},
+        )
+        print(report.text())
+        return 0
+    from ckd_ros.demo import run_demo
+    from ckd_ros.resources import shipped_model
+
+    checkpoint = args.checkpoint or str(shipped_model())
+    print(f"demo: {checkpoint} in the ckd_tracker node; output in {args.out}")
+    run_demo(
+        checkpoint,
+        args.out,
+        length=args.length,
+        rate=args.rate,
+        lockstep=args.lockstep,
+        video=not args.no_video,
+        node_params={"device": args.device, "precision": args.precision},
+    )
     return 0
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="track held-out synthetic RGB-T sequences with the shipped model",
-        description="Generate held-out synthetic RGB-T sequences (night, glare, thermal crossover, "
-        "occlusion, distractors), track them, print PR/SR, FPS and latency, and write an annotated "
-        "video and precision/success plots.",
+        help="held-out synthetic RGB-T sequences through the ckd_tracker ROS 2 node",
+        description="Play held-out synthetic RGB-T sequences (night, glare, thermal crossover, occlusion, "
+        "distractors) as ROS 2 topics into the ckd_tracker node with the shipped model; print PR/SR, FPS "
+        "and latency; write an annotated video and precision/success plots. --bag plays your own bag.",
     )
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    p.add_argument("--checkpoint", help="model file (default: the shipped model); e.g. converted official ViT-B weights")
+    p.add_argument("--bag", help="replay this bag instead (initialised from its ground truth topic)")
     p.add_argument("--length", type=int, default=120, help="frames per sequence")
+    p.add_argument("--rate", type=float, default=30.0, help="input rate in Hz (default 30)")
+    p.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="send the next pair only after the previous detection "
+        "(every frame processed; use it for slow models, e.g. ViT-B on a CPU)",
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--no-video", action="store_true")
-    _add_model_args(p)
     p.set_defaults(func=_demo)
 
 

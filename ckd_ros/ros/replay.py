@@ -24,7 +24,7 @@ import numpy as np
 
 from ckd_ros.benchmark import Timing
 from ckd_ros.errors import ConfigError, InputError
-from ckd_ros.eval.metrics import score_lasher_sequence, summarise
+from ckd_ros.eval.metrics import SequenceScore, score_lasher_sequence, summarise
 from ckd_ros.ros.bags import DEFAULT_TOPICS, Topics, pairs_by_stamp, read_bag
 
 
@@ -37,6 +37,7 @@ class ReplayReport:
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     metrics: dict | None = None
+    score: SequenceScore | None = None
 
     def text(self) -> str:
         t = Timing(tuple(self.latencies_ms or [float("nan")]))
@@ -67,6 +68,35 @@ def replay(
     slop: float = 0.02,
     progress: bool = True,
 ) -> ReplayReport:
+    """Play a bag through the node (see the module doc); the init box defaults to the first GT box."""
+    frames = read_bag(bag, topics)
+    pairs = list(pairs_by_stamp(frames, int(slop * 1e9)))
+    if not pairs:
+        raise InputError(f"{bag}: no RGB/thermal pairs within {slop} s on {topics.rgb} and {topics.thermal}")
+    if init_box is None:
+        if pairs[0][0] not in frames.gt:
+            raise InputError(f"{bag}: no ground truth at the first frame on {topics.gt}; give an init box")
+        init_box = frames.gt[pairs[0][0]]
+    return play_through_node(
+        pairs, frames.gt or None, init_box, checkpoint, topics, mode, rate_scale, params, slop, progress, Path(bag).name
+    )
+
+
+def play_through_node(
+    pairs: list[tuple[int, object, object]],
+    gt: dict[int, tuple] | None,
+    init_box: tuple[float, float, float, float],
+    checkpoint: str | None = None,
+    topics: Topics = DEFAULT_TOPICS,
+    mode: str = "realtime",
+    rate_scale: float = 1.0,
+    params: dict | None = None,
+    slop: float = 0.02,
+    progress: bool = True,
+    name: str = "sequence",
+) -> ReplayReport:
+    """Publish (stamp_ns, rgb, thermal) pairs — Image messages or their raw CDR bytes — into a graph
+    with the ckd_tracker node and collect its detections (see the module doc)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -81,15 +111,7 @@ def replay(
         raise ConfigError(f"mode {mode!r} is not realtime or lockstep")
     if rate_scale <= 0:
         raise ConfigError("rate_scale must be positive")
-    frames = read_bag(bag, topics)
-    pairs = list(pairs_by_stamp(frames, int(slop * 1e9)))
-    if not pairs:
-        raise InputError(f"{bag}: no RGB/thermal pairs within {slop} s on {topics.rgb} and {topics.thermal}")
     first = pairs[0][0]
-    if init_box is None:
-        if first not in frames.gt:
-            raise InputError(f"{bag}: no ground truth at the first frame on {topics.gt}; give an init box")
-        init_box = frames.gt[first]
     reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
     overrides = {
         "init_box": [float(v) for v in init_box],
@@ -109,7 +131,7 @@ def replay(
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
             cli_args=["--ros-args", "-r", f"rgb/image:={topics.rgb}", "-r", f"thermal/image:={topics.thermal}"],
         )
-        player = rclpy.create_node("ckd_bag_player")
+        player = rclpy.create_node("ckd_player")
         pub_rgb = player.create_publisher(Image, topics.rgb, reliable)
         pub_tir = player.create_publisher(Image, topics.thermal, reliable)
         results: dict[int, tuple[tuple[float, float, float, float] | None, float]] = {}
@@ -136,22 +158,21 @@ def replay(
             time.sleep(0.01)
         sent: dict[int, float] = {}
         t_start = time.monotonic()
-        for stamp, raw_rgb, raw_tir in tqdm(pairs, desc=Path(bag).name, unit="frame", disable=not progress):
+        for stamp, rgb, tir in tqdm(pairs, desc=name, unit="frame", disable=not progress):
             if mode == "realtime":
                 due = t_start + (stamp - first) / 1e9 / rate_scale
                 while (wait := due - time.monotonic()) > 0:
                     time.sleep(min(wait, 0.002))
             sent[stamp] = time.monotonic()
-            pub_rgb.publish(raw_rgb)
-            pub_tir.publish(raw_tir)
+            pub_rgb.publish(rgb)
+            pub_tir.publish(tir)
             if mode == "lockstep":
                 with cond:
                     if not cond.wait_for(lambda s=stamp: s in results, timeout=60):
                         raise RuntimeError(f"no detections for the frame stamped {stamp} within 60 s")
-        end = time.monotonic() + 5
-        while time.monotonic() < end and node.mailbox._item is not None:  # let the last pair finish
-            time.sleep(0.01)
-        time.sleep(0.2)
+        with cond:  # let the last pair in flight finish
+            cond.wait_for(lambda: pairs[-1][0] in results, timeout=5)
+        time.sleep(0.1)
         seconds = time.monotonic() - t_start
         processed, dropped = node.frames, node.mailbox.dropped
         ex.shutdown()
@@ -166,7 +187,8 @@ def replay(
     )
     latencies = [(results[s][1] - sent[s]) * 1000 for s, _, _ in pairs if s in results]
     report = ReplayReport(len(pairs), processed, dropped, boxes, latencies, seconds)
-    if frames.gt:  # frames without a GT message count as invalid-GT frames (LasHeR rules)
-        gt = np.array([frames.gt.get(s, (0.0, 0.0, 0.0, 0.0)) for s, _, _ in pairs])
-        report.metrics = summarise([score_lasher_sequence(Path(bag).name, boxes, gt)], "lasher")
+    if gt:  # frames without a GT message count as invalid-GT frames (LasHeR rules)
+        gt_arr = np.array([gt.get(s, (0.0, 0.0, 0.0, 0.0)) for s, _, _ in pairs])
+        report.score = score_lasher_sequence(name, boxes, gt_arr)
+        report.metrics = summarise([report.score], "lasher")
     return report
