@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ckd_ros.runtime import autocast, cpu_supports_bf16
+from ckd_ros.runtime import PRECISION_DTYPES, autocast, cpu_supports_bf16
 
 
 @dataclass(frozen=True)
@@ -68,18 +68,19 @@ def forward_fn(model: torch.nn.Module, inputs: list[torch.Tensor], device: torch
     return step
 
 
-def model_modes(device: torch.device) -> list[tuple[str, bool, str]]:
-    """(label, fused attention, precision) rows: eager fp32 first, the reference for ratios."""
-    out = [("eager fp32", False, "fp32"), ("fused-attn fp32", True, "fp32")]
-    if device.type == "cuda":
-        out += [("fused-attn fp16", True, "fp16"), ("fused-attn bf16", True, "bf16")]
-    elif cpu_supports_bf16():
-        out += [("fused-attn bf16", True, "bf16")]
+def model_modes(device: torch.device) -> list[tuple[str, bool, str, bool]]:
+    """(label, fused attention, precision, weights cast) rows: eager fp32 first, the reference for ratios."""
+    out = [("eager fp32", False, "fp32", False), ("fused-attn fp32", True, "fp32", False)]
+    low = ["fp16", "bf16"] if device.type == "cuda" else (["bf16"] if cpu_supports_bf16() else [])
+    for p in low:
+        out += [(f"autocast {p}", True, p, False), (f"{p} weights", True, p, True)]
     return out
 
 
 def run_model_benchmark(variants: list[str], devices: list[str], iters: int = 0, out=print) -> None:
     """Model-only forward latency at batch 1 per variant and mode, with the ratio to eager fp32."""
+    import copy
+
     from ckd_ros.model import build_model, load_variant
 
     for dev_name in devices:
@@ -94,11 +95,15 @@ def run_model_benchmark(variants: list[str], devices: list[str], iters: int = 0,
             inputs = [torch.randn(1, 3, n, n, generator=g).to(device) for n in (t, t, s, s)]
             big = cfg.embed_dim >= 768 and device.type == "cpu"
             base = None
-            for label, fused, precision in model_modes(device):
-                model.fused_attention = fused
-
-                step = forward_fn(model, inputs, device, precision)
+            for label, fused, precision, cast in model_modes(device):
+                m, x = model, inputs
+                if cast:
+                    m = copy.deepcopy(model).to(PRECISION_DTYPES[precision])
+                    x = [i.to(PRECISION_DTYPES[precision]) for i in inputs]
+                m.fused_attention = fused
+                step = forward_fn(m, x, device, "fp32" if cast else precision)
                 timing = time_calls(step, warmup=3 if big else 20, iters=iters or (20 if big else 200), device=device)
                 base = base or timing.mean
                 out(f"{variant:<14} {label:<17} {timing.row()} {base / timing.mean:8.2f}x")
+                del m
             del model  # free a ViT-B before building the next variant

@@ -10,7 +10,7 @@ import torch
 from ckd_ros.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -56,7 +56,7 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         return
     if device.type == "cpu" and precision == "fp16":
         raise ConfigError("fp16 is only supported on CUDA; use bf16 on CPU")
-    with torch.autocast(device_type=device.type, dtype=_DTYPES[precision]):
+    with torch.autocast(device_type=device.type, dtype=PRECISION_DTYPES[precision]):
         yield
 
 

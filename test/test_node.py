@@ -345,9 +345,11 @@ def test_node_in_a_second_process_via_ckd_ros_launch(checkpoint):
 def test_params_yaml_matches_the_declared_parameters():
     import yaml
 
-    from ckd_ros.ros.params import PARAMS
+    from ckd_ros.ros.params import PARAMS, yaml_text
 
-    data = yaml.safe_load((Path(__file__).parents[1] / "config" / "ckd_tracker.yaml").read_text())
+    text = (Path(__file__).parents[1] / "config" / "ckd_tracker.yaml").read_text()
+    assert text == yaml_text(), "config/ckd_tracker.yaml is stale: regenerate it (see ckd_ros.ros.params.yaml_text)"
+    data = yaml.safe_load(text)
     values = data["ckd_tracker"]["ros__parameters"]
     assert list(values) == [p.name for p in PARAMS]
     assert all(values[p.name] == p.default for p in PARAMS)

@@ -178,3 +178,15 @@ def test_bad_tracker_settings(tiny_model):
         frames = synthetic_frames(2)
         trk.initialize(*frames[0], (30, 30, 40, 40))
         trk.track(*frames[1])
+
+
+def test_bf16_fast_path_casts_weights_once_and_tracks(tiny_model):
+    frames = synthetic_frames(4)
+    ref = CKDTracker(tiny_model)
+    ref.initialize(*frames[0], (30, 30, 40, 40))
+    ref_boxes = [ref.track(*f).box for f in frames[1:]]
+    fast = CKDTracker(tiny_model, precision="bf16", fused_attention=True)
+    assert next(tiny_model.parameters()).dtype == torch.bfloat16 and tiny_model.fused_attention
+    fast.initialize(*frames[0], (30, 30, 40, 40))
+    boxes = [fast.track(*f).box for f in frames[1:]]
+    assert all(math.isfinite(v) for b in boxes for v in b) and len(boxes) == len(ref_boxes)

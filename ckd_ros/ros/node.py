@@ -134,13 +134,19 @@ class CKDTrackerNode(Node):
             device = torch.device("cpu")
         model = load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
         precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
-        return CKDTracker(model, precision=precision, score_threshold=p["score_threshold"], lost_frames=p["lost_frames"])
+        return CKDTracker(
+            model,
+            precision=precision,
+            score_threshold=p["score_threshold"],
+            lost_frames=p["lost_frames"],
+            fused_attention=p["fused_attention"],
+        )
 
     def _fallback_to_cpu(self, exc: BaseException) -> None:
         self.log.error(f"CUDA failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); moving the model to the CPU")
         box = self.tracker.state
         self.tracker = CKDTracker(
-            self.tracker.model.to("cpu"),
+            self.tracker.model.to("cpu", torch.float32),
             device="cpu",
             config=self.tracker.config.__class__(**{**self.tracker.config.__dict__, "precision": "fp32", "preprocess": "cpu"}),
         )

@@ -64,6 +64,12 @@ PARAMS: tuple[Param, ...] = (
         ("", "mce", "ce", "none"),
         read_only=True,
     ),
+    Param(
+        "fused_attention",
+        True,
+        "fused SDPA attention where no elimination happens (faster; equal up to rounding)",
+        read_only=True,
+    ),
     Param("allow_cpu_fallback", True, "move to CPU if CUDA fails or runs out of memory", read_only=True),
     Param("slop", 0.05, "max stamp difference (s) of a synchronized RGB/thermal pair", lo=0.0005, hi=2.0, read_only=True),
     Param("queue_size", 10, "messages per stream kept while waiting for a partner", lo=1, hi=1000, read_only=True),
@@ -112,3 +118,24 @@ def declare_all(node) -> dict[str, Any]:
     for p in PARAMS:
         node.declare_parameter(p.name, p.default, p.descriptor())
     return {p.name: node.get_parameter(p.name).value for p in PARAMS}
+
+
+def yaml_text() -> str:
+    """config/ckd_tracker.yaml, generated from PARAMS (regenerate after changing them:
+    ``python -c "from ckd_ros.ros.params import yaml_text; print(yaml_text(), end='')" > config/ckd_tracker.yaml``)."""
+    import yaml
+
+    lines = [
+        "# ckd_tracker parameters (ros2 launch ckd_ros ckd_tracker.launch.py, or ckd-ros launch).",
+        "# Every parameter is also a launch argument of the same name. Descriptions: ros2 param describe.",
+        "ckd_tracker:",
+        "  ros__parameters:",
+    ]
+    for p in PARAMS:
+        value = (
+            '""' if p.default == "" else yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("...").strip()
+        )
+        choices = f" ({', '.join(c or '<empty>' for c in p.choices)})" if p.choices else ""
+        lines.append(f"    # {p.description}{choices}{' [read-only]' if p.read_only else ''}")
+        lines.append(f"    {p.name}: {value}")
+    return "\n".join(lines) + "\n"
