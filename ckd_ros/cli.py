@@ -30,6 +30,37 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ckd_ros.model.export import export_onnx, verify_onnx
+
+    args.device, args.precision = "cpu", "fp32"
+    model = _load_model(args)
+    path = export_onnx(model, args.out, args.opset)
+    counts = " → ".join(map(str, model.cfg.search_token_counts()))
+    print(
+        f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): {model.cfg.name}, opset {args.opset}, batch 1, "
+        f"search tokens {counts}"
+    )
+    if not args.no_verify:
+        diffs = verify_onnx(model, path)
+        print("onnxruntime vs PyTorch, max |difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    print(f"TensorRT FP16 (Jetson / any NVIDIA GPU): trtexec --onnx={path} --fp16 --saveEngine={path.with_suffix('.engine')}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the network to ONNX (static shapes), verified with onnxruntime")
+    p.add_argument("format", choices=["onnx"])
+    p.add_argument("--out", default="out/ckd.onnx")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    p.add_argument("--variant", help="variant for a bare state_dict")
+    p.add_argument("--ce-mode", choices=["mce", "ce", "none"])
+    p.add_argument("--trust-pickle", action="store_true", help="allow official trainer files (runs pickle)")
+    p.set_defaults(func=_export)
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -464,6 +495,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval,
     _add_train,
     _add_convert,
+    _add_export,
 ]
 
 
