@@ -96,7 +96,8 @@ def play_through_node(
     name: str = "sequence",
 ) -> ReplayReport:
     """Publish (stamp_ns, rgb, thermal) pairs — Image messages or their raw CDR bytes — into a graph
-    with the ckd_tracker node and collect its detections (see the module doc)."""
+    with the ckd_tracker node and collect its detections (see the module doc). Image messages are
+    stamped with the pair's stamp as they go out, so one message object may serve several pairs."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -163,6 +164,9 @@ def play_through_node(
                 due = t_start + (stamp - first) / 1e9 / rate_scale
                 while (wait := due - time.monotonic()) > 0:
                     time.sleep(min(wait, 0.002))
+            for msg in (rgb, tir):
+                if isinstance(msg, Image):
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             sent[stamp] = time.monotonic()
             pub_rgb.publish(rgb)
             pub_tir.publish(tir)
