@@ -12,11 +12,11 @@ from ckd_ros.cli import main as cli_main
 from ckd_ros.data.datasets import read_dataset
 from ckd_ros.data.synthetic import SynthConfig, SyntheticSequence, write_sequence
 from ckd_ros.errors import InputError
-from ckd_ros.eval.runner import run_sequence
 from ckd_ros.model import build_model, load_model, save_checkpoint
 from ckd_ros.ros.bags import Topics, read_bag, typestore, write_sequence_bag
 from ckd_ros.ros.replay import replay
 from ckd_ros.tracker import CKDTracker
+from ckd_ros.tracker.offline import track_sequence
 
 pytestmark = pytest.mark.ros
 
@@ -54,7 +54,7 @@ def test_bag_round_trip(dataset, tmp_path, storage):
 def test_lockstep_replay_through_the_node_equals_offline_eval(dataset, tmp_path):
     (seq,) = read_dataset("synthetic", dataset)
     ckpt = dataset.parent / "tiny.pt"
-    offline, _ = run_sequence(CKDTracker(load_model(ckpt)), seq)
+    offline = track_sequence(CKDTracker(load_model(ckpt)), seq.pairs(), seq.init_box).boxes
     bag = write_sequence_bag(seq, tmp_path / "b")
     report = replay(bag, str(ckpt), mode="lockstep", progress=False)
     assert report.frames == report.processed == 24 and report.dropped == 0

@@ -9,7 +9,6 @@ so an interrupted run resumes. Boxes are truncated to integers like the official
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -19,18 +18,16 @@ import numpy as np
 
 from ckd_ros.data.datasets import Sequence
 from ckd_ros.tracker.geometry import Box
+from ckd_ros.tracker.offline import track_sequence
+from ckd_ros.tracker.tracker import TrackResult
 
 
 class PairTracker(Protocol):
-    """Anything with the tracker's two calls; results carry a ``.box``."""
+    """Anything with the tracker's two calls, returning ``TrackResult``s (CKD or a baseline)."""
 
-    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> object: ...
+    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> TrackResult: ...
 
-    def track(self, rgb: np.ndarray, tir: np.ndarray) -> object: ...
-
-
-def _box_of(result: object) -> Box:
-    return tuple(result.box) if hasattr(result, "box") else tuple(result)  # type: ignore[return-value]
+    def track(self, rgb: np.ndarray, tir: np.ndarray) -> TrackResult: ...
 
 
 def write_result(path: Path, boxes: list[Box], seconds: list[float], float_boxes: bool = False) -> None:
@@ -39,16 +36,6 @@ def write_result(path: Path, boxes: list[Box], seconds: list[float], float_boxes
     tmp.write_text("".join(",".join(fmt(v) for v in b) + "\n" for b in boxes))
     (path.parent / f"{path.stem}_time.txt").write_text("".join(f"{s:f}\n" for s in seconds))
     tmp.replace(path)  # the result file appears only when complete: resume never trusts a partial one
-
-
-def run_sequence(tracker: PairTracker, seq: Sequence) -> tuple[list[Box], list[float]]:
-    boxes, seconds = [], []
-    for i, (rgb, tir) in enumerate(seq.pairs()):
-        t0 = time.perf_counter()
-        res = tracker.initialize(rgb, tir, seq.init_box) if i == 0 else tracker.track(rgb, tir)
-        seconds.append(time.perf_counter() - t0)
-        boxes.append(seq.init_box if i == 0 else _box_of(res))
-    return boxes, seconds
 
 
 def run_dataset(
@@ -72,7 +59,8 @@ def run_dataset(
             skipped += 1
             continue
         bar.set_postfix(seq=seq.name)
-        boxes, seconds = run_sequence(make_tracker(), seq)
+        run = track_sequence(make_tracker(), seq.pairs(), seq.init_box)
+        boxes, seconds = run.boxes, run.seconds
         write_result(path, boxes, seconds, float_boxes)
         frames += len(seconds) - 1
         secs += sum(seconds[1:])
@@ -83,12 +71,13 @@ def run_dataset(
 class ConstantBox:
     """Baseline: the initial box, forever."""
 
-    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> Box:
-        self.box = tuple(float(v) for v in box)
-        return self.box
+    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> TrackResult:
+        self.box, self.frame = tuple(float(v) for v in box), 0
+        return TrackResult(self.box, 1.0, False, 0)
 
-    def track(self, rgb: np.ndarray, tir: np.ndarray) -> Box:
-        return self.box
+    def track(self, rgb: np.ndarray, tir: np.ndarray) -> TrackResult:
+        self.frame += 1
+        return TrackResult(self.box, float("nan"), False, self.frame)
 
 
 class OpenCVTracker:
@@ -100,14 +89,15 @@ class OpenCVTracker:
     def _img(self, rgb: np.ndarray, tir: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(rgb if self.modality == "rgb" else tir, cv2.COLOR_RGB2BGR)
 
-    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> Box:
+    def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> TrackResult:
         self.tracker = cv2.TrackerMIL.create()
-        self.box = tuple(float(v) for v in box)
+        self.box, self.frame = tuple(float(v) for v in box), 0
         self.tracker.init(self._img(rgb, tir), tuple(round(float(v)) for v in box))
-        return self.box
+        return TrackResult(self.box, 1.0, False, 0)
 
-    def track(self, rgb: np.ndarray, tir: np.ndarray) -> Box:
+    def track(self, rgb: np.ndarray, tir: np.ndarray) -> TrackResult:
         ok, box = self.tracker.update(self._img(rgb, tir))
         if ok:
             self.box = tuple(float(v) for v in box)
-        return self.box
+        self.frame += 1
+        return TrackResult(self.box, float("nan"), not ok, self.frame)
