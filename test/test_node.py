@@ -80,7 +80,13 @@ class Graph:
         self.thread.start()
         self.rng = np.random.default_rng(0)
         self.sec = 100
-        assert wait_for(lambda: self.pub_rgb.get_subscription_count() >= 2 and self.pub_init.get_subscription_count() >= 1)
+        assert wait_for(
+            lambda: (
+                self.pub_rgb.get_subscription_count() >= 1
+                and self.pub_tir.get_subscription_count() >= 1
+                and self.pub_init.get_subscription_count() >= 1
+            )
+        )
 
     def frame(self, h: int = 120, w: int = 160) -> np.ndarray:
         img = np.full((h, w, 3), 60, np.uint8)

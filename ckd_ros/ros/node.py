@@ -98,11 +98,17 @@ class CKDTrackerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         reliability = ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         self.input_qos = QoSProfile(reliability=reliability, history=HistoryPolicy.KEEP_LAST, depth=self.p["qos_depth"])
+        streams = ("rgb", "thermal")
         self.sync = PairSync(
-            self, "rgb/image", "thermal/image", self.input_qos, self.p["slop"], self.p["queue_size"], self._on_pair
+            self,
+            "rgb/image",
+            "thermal/image",
+            self.input_qos,
+            self.p["slop"],
+            self.p["queue_size"],
+            self._on_pair,
+            on_message=lambda k: self.rates[streams[k]].tick(),
         )
-        for k, topic in enumerate(("rgb/image", "thermal/image")):  # per-stream rates, independent of pairing
-            self.create_subscription(Image, topic, lambda _m, k=k: self.rates[("rgb", "thermal")[k]].tick(), self.input_qos)
         self.create_subscription(Detection2D, "~/init", self._on_init_detection, RELIABLE)
         self.create_subscription(PointStamped, "~/init_point", self._on_init_point, RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset)

@@ -79,8 +79,11 @@ class PairSync:
         queue_size: int,
         on_pair: PairCallback,
         prefer_message_filters: bool = True,
+        on_message: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_message(stream)`` sees every arriving message (0 = RGB, 1 = thermal), e.g. for rates."""
         self.on_pair = on_pair
+        self.on_message = on_message
         self.counts = [0, 0]
         self.pairs = 0
         self.backend = "message_filters" if prefer_message_filters and message_filters_available() else "ckd_ros"
@@ -103,9 +106,11 @@ class PairSync:
 
     def _count(self, k: int) -> None:
         self.counts[k] += 1
+        if self.on_message is not None:
+            self.on_message(k)
 
     def _add(self, k: int, msg: Image) -> None:
-        self.counts[k] += 1
+        self._count(k)
         self.pairer.add(k, stamp_seconds(msg.header.stamp), msg)
 
     def _paired(self, rgb: Image, thermal: Image) -> None:
