@@ -33,6 +33,7 @@ setup(
         "console_scripts": [
             "ckd-ros = ckd_ros.cli:main",
             "ckd_tracker_node = ckd_ros.ros.node:main",
+            "ckd_tracker_lifecycle_node = ckd_ros.ros.node:main_lifecycle",
         ],
     },
 )

@@ -12,7 +12,7 @@ import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -31,6 +31,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rgb_topic", default_value="rgb/image", description="RGB sensor_msgs/Image topic"),
         DeclareLaunchArgument("thermal_topic", default_value="thermal/image", description="thermal sensor_msgs/Image topic"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/ckd_tracker.rviz"),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="start the managed (lifecycle) node; it waits for configure / activate"),
     ]
     overrides = {}
     for p in PARAMS:
@@ -41,7 +43,9 @@ def generate_launch_description() -> LaunchDescription:
         overrides[p.name] = ParameterValue(LaunchConfiguration(p.name), value_type=kind) if kind else LaunchConfiguration(p.name)
     node = Node(
         package="ckd_ros",
-        executable="ckd_tracker_node",
+        executable=PythonExpression(
+            ["'ckd_tracker_lifecycle_node' if '", LaunchConfiguration("lifecycle"), "' == 'true' else 'ckd_tracker_node'"]
+        ),
         name="ckd_tracker",
         namespace=LaunchConfiguration("namespace"),
         parameters=[LaunchConfiguration("params_file"), overrides],

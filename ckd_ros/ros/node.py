@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -72,11 +73,22 @@ def preprocess_config(p: dict[str, Any]) -> PreprocessConfig:
     return PreprocessConfig(agc=agc, align=p["alignment"], homography=list(p["homography"]))
 
 
-class CKDTrackerNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("ckd_tracker", **kwargs)
+class TrackerNodeMixin:
+    """The ckd_tracker behaviour, shared by the plain node and the lifecycle node.
+
+    ``_declare`` declares the parameters (construction); ``_setup`` loads the model and creates the
+    topics, service, timer and worker (construction, or lifecycle *configure*); ``_teardown``
+    undoes it (destruction, or *cleanup*). Pairs are processed only while ``active``.
+    """
+
+    def _declare(self) -> None:
         self.p = declare_all(self)
         self.log = self.get_logger()
+        self.active = False
+        self.configured = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _setup(self) -> None:
         self.preprocess = FramePreprocessor(preprocess_config(self.p))
         self.tracker = self._load_tracker()
         self.state = "idle"
@@ -90,8 +102,6 @@ class CKDTrackerNode(Node):
         self._last_debug = 0.0
         self.rates = {k: RateMeter() for k in ("rgb", "thermal", "pair", "processed")}
         self.latency = LatencyStats()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
         self.det_array_pub = self.create_publisher(Detection2DArray, "~/detections", RELIABLE)
         self.det_pub = self.create_publisher(Detection2D, "~/detection", RELIABLE)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", QoSProfile(depth=2))
@@ -109,23 +119,44 @@ class CKDTrackerNode(Node):
             self._on_pair,
             on_message=lambda k: self.rates[streams[k]].tick(),
         )
-        self.create_subscription(Detection2D, "~/init", self._on_init_detection, RELIABLE)
-        self.create_subscription(PointStamped, "~/init_point", self._on_init_point, RELIABLE)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self._entities = [
+            self.create_subscription(Detection2D, "~/init", self._on_init_detection, RELIABLE),
+            self.create_subscription(PointStamped, "~/init_point", self._on_init_point, RELIABLE),
+            self.create_service(Trigger, "~/reset", self._on_reset),
+            self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics),
+        ]
         self.mailbox = Mailbox()
         self.worker = Worker(self.mailbox, self._process, self._on_worker_error)
         self.worker.start()
         self.started = time.monotonic()
-        self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
         if self.p["init_box"][2] > 0:
             self._request_init(tuple(self.p["init_box"]), None, "parameter")
         names = [self.resolve_topic_name(t) for t in ("rgb/image", "thermal/image")]
         self.topics_text = f"{names[0]} + {names[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
+        self.configured = True
         self.log.info(
-            f"ckd_tracker ready: model {self.tracker.model.cfg.name} on {self.tracker.device} "
+            f"ckd_tracker configured: model {self.tracker.model.cfg.name} on {self.tracker.device} "
             f"({self.tracker.config.precision}); inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, "
             f"{self.sync.backend})"
         )
+
+    def _teardown(self) -> None:
+        if not self.configured:
+            return
+        self.active = self.configured = False
+        self.worker.stop()
+        self.sync.destroy(self)
+        for entity in self._entities:
+            destroy = {Trigger: self.destroy_service}.get(getattr(entity, "srv_type", None))
+            if destroy is not None:
+                destroy(entity)
+            elif hasattr(entity, "timer_period_ns"):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        for pub in (self.det_array_pub, self.det_pub, self.debug_pub, self.diag_pub):
+            self.destroy_publisher(pub)
+        del self.tracker  # frees the model (and GPU memory) until the next configure
 
     # -- model ---------------------------------------------------------------------------------
     def _load_tracker(self) -> CKDTracker:
@@ -161,6 +192,8 @@ class CKDTrackerNode(Node):
 
     # -- inputs --------------------------------------------------------------------------------
     def _on_pair(self, rgb: Image, thermal: Image) -> None:
+        if not self.active:
+            return
         self.rates["pair"].tick()
         self.mailbox.put((rgb, thermal, time.monotonic()))
 
@@ -205,6 +238,9 @@ class CKDTrackerNode(Node):
             pre = FramePreprocessor(preprocess_config(new))
         except CKDError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if not self.configured:  # a lifecycle node before configure: values are used at configure
+            self.p = new
+            return SetParametersResult(successful=True)
         if new["init_box"][2] > 0 and new["init_box"] != self.p["init_box"]:
             box = new["init_box"]
             if box[3] <= 0:
@@ -293,6 +329,8 @@ class CKDTrackerNode(Node):
                 status.message + f"; rgb {self.rates['rgb'].rate():.1f} Hz, thermal {self.rates['thermal'].rate():.1f} Hz",
                 throttle_duration_sec=10.0,
             )
+        elif not self.active:
+            status.level, status.message = DiagnosticStatus.OK, "inactive (lifecycle)"
         elif self.state == "lost":
             status.level, status.message = DiagnosticStatus.WARN, "target lost"
         else:
@@ -322,16 +360,60 @@ class CKDTrackerNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)
 
+
+class CKDTrackerNode(TrackerNodeMixin, Node):
+    """The plain node: configured and active from construction."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        Node.__init__(self, "ckd_tracker", **kwargs)
+        self._declare()
+        self._setup()
+        self.active = True
+
     def destroy_node(self) -> None:
-        self.worker.stop()
+        self._teardown()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
+class CKDTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
+    """The managed node: *configure* loads the model and creates the topics, *activate* starts
+    processing and publishing, *deactivate* pauses (the target is kept), *cleanup* frees the model."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        LifecycleNode.__init__(self, "ckd_tracker", **kwargs)
+        self._declare()
+        self.log.info("ckd_tracker (lifecycle) unconfigured: configure loads the model, activate starts tracking")
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._setup()
+        except CKDError as exc:
+            self.log.error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+
+def main(args: list[str] | None = None, node_class: type = CKDTrackerNode) -> int:
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:
-        node = CKDTrackerNode()
+        node = node_class()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -345,5 +427,10 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 
+def main_lifecycle(args: list[str] | None = None) -> int:
+    """``ckd_tracker_lifecycle_node``: the managed variant (ros2 lifecycle set /ckd_tracker configure)."""
+    return main(args, CKDTrackerLifecycleNode)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_lifecycle() if "--lifecycle" in sys.argv else main())

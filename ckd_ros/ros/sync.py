@@ -120,3 +120,8 @@ class PairSync:
     @property
     def unpaired_dropped(self) -> int:
         return self.pairer.dropped if self.pairer is not None else -1  # message_filters does not report it
+
+    def destroy(self, node) -> None:
+        """Remove the subscriptions from ``node`` (lifecycle cleanup)."""
+        for sub in self._subs:
+            node.destroy_subscription(getattr(sub, "sub", sub))  # message_filters.Subscriber wraps one
