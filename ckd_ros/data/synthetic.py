@@ -293,7 +293,7 @@ SUITE_SEEDS = range(10_000, 10_030)  # held out: training draws seeds below 10 0
 
 def suite_sequence(k: int, length: int | None = None) -> tuple[str, SyntheticSequence]:
     """The k-th held-out test sequence: each gap scenario is the focus of an equal share."""
-    focus = SCENARIOS[1 + k % (len(SCENARIOS) - 1)]
+    focus = focus_of(k)
     n = length or 120 + (k * 37) % 121  # 120..240 frames
     seq = SyntheticSequence(SUITE_SEEDS[k], SynthConfig(length=n), focus=focus)
     return f"synth{k:03d}_{focus}", seq
@@ -311,14 +311,26 @@ def write_suite(root: str | Path, count: int = 30, length: int | None = None, pr
     return out
 
 
+def focus_of(k: int) -> str:
+    """The gap scenario the k-th sequence of a focused set concentrates on (night, glare, …)."""
+    return SCENARIOS[1 + k % (len(SCENARIOS) - 1)]
+
+
 class SyntheticPool:
     """Training sequences by index (seeds ``offset + i``, below the held-out suite's), built lazily
-    and kept: building one costs ~0.1 s, rendering a frame ~2 ms."""
+    and kept: building one costs ~0.1 s, rendering a frame ~2 ms.
 
-    def __init__(self, count: int, length: int = 150, offset: int = 0) -> None:
+    ``focus="cycle"`` gives every sequence a focus scenario in turn, as the held-out suite has
+    (other seeds): gap segments are then as frequent in training as in the test; ``"none"`` draws
+    every segment's scenario uniformly.
+    """
+
+    def __init__(self, count: int, length: int = 150, offset: int = 0, focus: str = "none") -> None:
         if count < 1 or offset + count > SUITE_SEEDS.start:
             raise ValueError(f"training seeds must stay below the held-out suite's {SUITE_SEEDS.start}")
-        self.count, self.length, self.offset = count, length, offset
+        if focus not in ("none", "cycle"):
+            raise ValueError(f"focus must be 'none' or 'cycle', got {focus!r}")
+        self.count, self.length, self.offset, self.focus = count, length, offset, focus
         self._cache: dict[int, SyntheticSequence] = {}
 
     def __len__(self) -> int:
@@ -326,5 +338,6 @@ class SyntheticPool:
 
     def __call__(self, i: int) -> SyntheticSequence:
         if i not in self._cache:
-            self._cache[i] = SyntheticSequence(self.offset + i, SynthConfig(length=self.length))
+            focus = focus_of(i) if self.focus == "cycle" else None
+            self._cache[i] = SyntheticSequence(self.offset + i, SynthConfig(length=self.length), focus=focus)
         return self._cache[i]

@@ -32,6 +32,6 @@ def make_sources(cfg: TrainConfig):
     if cfg.data.kind == "synthetic":
         from ckd_ros.data.synthetic import SyntheticPool
 
-        pool = SyntheticPool(cfg.data.num_sequences, cfg.data.length)
+        pool = SyntheticPool(cfg.data.num_sequences, cfg.data.length, focus=cfg.data.focus)
         return pool, len(pool)
     raise ConfigError(f"data kind {cfg.data.kind!r} is not supported yet; use 'synthetic'")

@@ -21,6 +21,7 @@ class DataConfig:
     root: str | None = None
     num_sequences: int = 256  # synthetic: training seeds 0..n-1 (the test suite uses 10000+)
     length: int = 150
+    focus: str = "none"  # synthetic: "cycle" gives each sequence a gap-scenario focus, as the test suite
 
 
 @dataclass
