@@ -4,15 +4,18 @@
 Random weights: the state is held at a 60x50 box (a 220-px search window) so crops are the size a
 real target gives. The ``torch`` (on-device) crop path is measured on CUDA, where ``auto`` uses it.
 
-For each variant and device: frames/s, p50/p99 per-frame latency, and mean milliseconds spent in
-preprocessing (two search crops + normalisation), the model, and postprocessing (Hann, decode,
-map back). On CUDA every frame is synchronised so the split is real.
+For each variant and device, the eager fp32 path (the reference) and the fast path the node picks
+by default (``precision``/``stack_branches`` auto, fused attention), side by side: frames/s,
+p50/p99 per-frame latency, the ratio to eager fp32, and mean milliseconds spent in preprocessing
+(two search crops + normalisation), the model, and postprocessing (Hann, decode, map back). On
+CUDA every frame is synchronised so the split is real.
 Usage: python bench/bench_tracker.py [--variants ckd_vitb_mce ckd_small] [--frames 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 
@@ -22,6 +25,7 @@ import torch
 
 from ckd_ros.benchmark import HEADER, Timing, describe_device
 from ckd_ros.model import build_model
+from ckd_ros.runtime import auto_precision, auto_stack_branches
 from ckd_ros.tracker import CKDTracker
 
 
@@ -45,14 +49,24 @@ def main() -> int:
         device = torch.device(dev)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         print(f"\n== tracker (crop → model → box), 640x480 pairs, {describe_device(device)}")
-        print(f"{'variant':<14} {'preprocess':<10} {HEADER} {'pre ms':>8} {'model ms':>9} {'post ms':>8}")
+        print(f"{'variant':<14} {'path':<22} {HEADER} {'vs eager':>9} {'pre ms':>8} {'model ms':>9} {'post ms':>8}")
         for variant in args.variants:
             model = build_model(variant, device=device)
             big = model.cfg.embed_dim >= 768 and device.type == "cpu"
             n = args.frames or (15 if big else 150)
             pairs = frames(n + 3)
-            for mode in ["cpu", "torch"] if device.type == "cuda" else ["cpu"]:
-                trk = CKDTracker(model, preprocess=mode)
+            fast = {
+                "precision": auto_precision(device, model.cfg),
+                "fused_attention": True,
+                "stack_branches": auto_stack_branches(device),
+            }
+            paths = [("eager fp32", "cpu", {})]
+            paths += [(f"fast {fast['precision']}" + (" stacked" if fast["stack_branches"] else ""), "cpu", fast)]
+            if device.type == "cuda":
+                paths += [("fast, crops on GPU", "torch", fast)]
+            base = None
+            for label, mode, options in paths:
+                trk = CKDTracker(copy.deepcopy(model), preprocess=mode, **options)
                 init = (300.0, 220.0, 60.0, 50.0)
                 trk.initialize(*pairs[0], init)
                 for p in pairs[1:3]:  # warm-up
@@ -66,8 +80,13 @@ def main() -> int:
                     lat.append(sum(res.timing_ms.values()))
                     split.append(res.timing_ms)
                 t = Timing(tuple(lat))
+                base = base or t.mean
                 means = [statistics.fmean(s[k] for s in split) for k in ("preprocess", "model", "postprocess")]
-                print(f"{variant:<14} {mode:<10} {t.row()} {means[0]:8.2f} {means[1]:9.2f} {means[2]:8.2f}", flush=True)
+                print(
+                    f"{variant:<14} {label:<22} {t.row()} {base / t.mean:8.2f}x {means[0]:8.2f} {means[1]:9.2f} {means[2]:8.2f}",
+                    flush=True,
+                )
+                del trk
             del model
     return 0
 

@@ -68,12 +68,18 @@ def forward_fn(model: torch.nn.Module, inputs: list[torch.Tensor], device: torch
     return step
 
 
-def model_modes(device: torch.device) -> list[tuple[str, bool, str, bool]]:
-    """(label, fused attention, precision, weights cast) rows: eager fp32 first, the reference for ratios."""
-    out = [("eager fp32", False, "fp32", False), ("fused-attn fp32", True, "fp32", False)]
+def model_modes(device: torch.device) -> list[tuple[str, bool, str, bool, bool]]:
+    """(label, fused attention, precision, weights cast, branches stacked) rows: eager fp32 first,
+    the reference for ratios."""
+    out = [
+        ("eager fp32", False, "fp32", False, False),
+        ("fused-attn fp32", True, "fp32", False, False),
+        ("stacked fp32", True, "fp32", False, True),
+    ]
     low = ["fp16", "bf16"] if device.type == "cuda" else (["bf16"] if cpu_supports_bf16() else [])
     for p in low:
-        out += [(f"autocast {p}", True, p, False), (f"{p} weights", True, p, True)]
+        out += [(f"autocast {p}", True, p, False, False), (f"{p} weights", True, p, True, False)]
+        out += [(f"stacked {p}", True, p, True, True)]
     return out
 
 
@@ -95,12 +101,13 @@ def run_model_benchmark(variants: list[str], devices: list[str], iters: int = 0,
             inputs = [torch.randn(1, 3, n, n, generator=g).to(device) for n in (t, t, s, s)]
             big = cfg.embed_dim >= 768 and device.type == "cpu"
             base = None
-            for label, fused, precision, cast in model_modes(device):
+            for label, fused, precision, cast, stacked in model_modes(device):
                 m, x = model, inputs
                 if cast:
                     m = copy.deepcopy(model).to(PRECISION_DTYPES[precision])
                     x = [i.to(PRECISION_DTYPES[precision]) for i in inputs]
                 m.fused_attention = fused
+                m.stack_branches(stacked)
                 step = forward_fn(m, x, device, "fp32" if cast else precision)
                 timing = time_calls(step, warmup=3 if big else 20, iters=iters or (20 if big else 200), device=device)
                 base = base or timing.mean

@@ -69,3 +69,9 @@ def auto_precision(device: torch.device, cfg: object) -> str:
     if cpu_supports_bf16() and getattr(cfg, "embed_dim", 0) >= 384:
         return "bf16"
     return "fp32"
+
+
+def auto_stack_branches(device: torch.device) -> bool:
+    """Stack the two branches where kernel launches dominate a batch-1 forward (CUDA); on a CPU the
+    batched and per-branch paths run at the same speed (bench/bench_model.py), so keep the simpler one."""
+    return device.type == "cuda"

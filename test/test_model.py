@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_inputs
+from conftest import random_inputs, sharpen
 from reference_ckd import reference_forward
 
 from ckd_ros.errors import ConfigError, InputError
@@ -159,6 +159,41 @@ def test_fused_attention_matches_eager_within_float_tolerance(tiny_model):
         tiny_model.fused_attention = True
         fused = tiny_model(*inputs)
     torch.testing.assert_close(eager["score_map"], fused["score_map"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["mce", "ce", "none"])
+def test_stacked_branches_equal_the_per_branch_path(tiny_model, mode):
+    """Same maths in another order of launches: bit-exact in fp32 with the official attention order,
+    at batch 1 and 2, with and without elimination (CE: different kept indices per branch)."""
+    sharpen(tiny_model, seed=5)
+    if mode != "mce":
+        tiny_model.set_elimination(ce_mode="ce") if mode == "ce" else tiny_model.set_elimination(ce_loc=())
+    for batch in (1, 2):
+        inputs = random_inputs(tiny_model.cfg, batch=batch, seed=7)
+        with torch.no_grad():
+            tiny_model.stack_branches(False)
+            ref = tiny_model(*inputs)
+            tiny_model.stack_branches()
+            out = tiny_model(*inputs)
+        for key in ("score_map", "size_map", "offset_map", "pred_boxes"):
+            assert torch.equal(ref[key], out[key]), (mode, batch, key)
+
+
+def test_stacked_branches_follow_dtype_and_take_current_weights(tiny_model):
+    tiny_model.stack_branches()
+    tiny_model.to(torch.bfloat16)
+    assert tiny_model.stacked.blocks[0].qkv_w.dtype == torch.bfloat16
+    inputs = [x.to(torch.bfloat16) for x in random_inputs(tiny_model.cfg, seed=2)]
+    with torch.no_grad():
+        stacked = tiny_model(*inputs)["score_map"]
+        tiny_model.stack_branches(False)
+        ref = tiny_model(*inputs)["score_map"]
+    torch.testing.assert_close(stacked.float(), ref.float(), rtol=2e-2, atol=2e-2)
+    # a copy, not a view: weights changed after stacking are not seen until stack_branches again
+    tiny_model.stack_branches()
+    with torch.no_grad():
+        tiny_model.rgb_branch.blocks[0].attn.qkv.weight.mul_(2)
+    assert not torch.equal(tiny_model.stacked.blocks[0].qkv_w[0], tiny_model.rgb_branch.blocks[0].attn.qkv.weight)
 
 
 def test_wrong_input_sizes_are_one_clear_error(tiny_model):

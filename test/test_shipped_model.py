@@ -41,7 +41,10 @@ def test_shipped_model_tracks_held_out_sequences():
     assert m["SR"] > SR_FLOOR and m["PR"] > PR_FLOOR, (m["PR"], m["SR"])
 
 
-@pytest.mark.parametrize(("fast", "tolerance_px"), [({"fused_attention": True}, 0.5)])
+@pytest.mark.parametrize(
+    ("fast", "tolerance_px"),
+    [({"fused_attention": True}, 0.5), ({"fused_attention": True, "stack_branches": True}, 0.5)],
+)
 def test_fast_path_matches_eager_frame_by_frame(fast, tolerance_px):
     """Both paths track from the same state each frame; boxes within the tolerance on every frame."""
     eager = CKDTracker(load_model(shipped_model()))

@@ -25,6 +25,7 @@ from ckd_ros.model.elimination import (
     template_center_mask,
 )
 from ckd_ros.model.head import CenterHead, decode_boxes
+from ckd_ros.model.stacked import StackedBranches
 from ckd_ros.model.vit import ViTBranch
 
 
@@ -118,6 +119,7 @@ class CKDNet(nn.Module):
         self.tir_branch = self.rgb_branch if cfg.share_student else ViTBranch(cfg)
         self.box_head = CenterHead(2 * cfg.embed_dim, cfg.head_channels, cfg.search_feat)
         self.fused_attention = False
+        self.stacked: StackedBranches | None = None
         self.register_buffer("ce_template_mask", template_center_mask(cfg.template_feat), persistent=False)
 
     def set_elimination(self, ce_mode: str | None = None, ce_loc: Sequence[int] | None = None) -> None:
@@ -130,6 +132,12 @@ class CKDNet(nn.Module):
             if not ce_loc:
                 changes["ce_mode"] = "none"
         self.cfg = self.cfg.replace(**changes)
+
+    def stack_branches(self, enable: bool = True) -> None:
+        """Run both branches as one batched computation (``stacked.py``), or go back to the
+        per-branch path. Takes a copy of the current weights (in their current dtype and device):
+        call it after casting or loading, not before."""
+        self.stacked = StackedBranches([self.rgb_branch, self.tir_branch], self.cfg) if enable else None
 
     def check_inputs(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> None:
         t, s = self.cfg.template_size, self.cfg.search_size
@@ -158,14 +166,13 @@ class CKDNet(nn.Module):
             self.rgb_branch.embed(template_rgb, search_rgb),
             self.tir_branch.embed(template_tir, search_tir),
         ]
-        out = run_lockstep(
-            [self.rgb_branch, self.tir_branch],
-            tokens,
-            self.cfg,
-            self.template_mask(template_rgb.shape[0]),
-            fused_attention=self.fused_attention,
-        )
-        fmap = head_input(out.tokens, self.cfg.search_feat**2, self.cfg.search_feat)
+        mask = self.template_mask(template_rgb.shape[0])
+        if self.stacked is not None:
+            features = self.stacked(tokens, self.cfg, mask, self.fused_attention)
+        else:
+            branches = [self.rgb_branch, self.tir_branch]
+            features = run_lockstep(branches, tokens, self.cfg, mask, fused_attention=self.fused_attention).tokens
+        fmap = head_input(features, self.cfg.search_feat**2, self.cfg.search_feat)
         maps = self.box_head(fmap)
         maps["pred_boxes"] = decode_boxes(maps["score_map"], maps["size_map"], maps["offset_map"]).unsqueeze(1)
         return maps

@@ -30,6 +30,19 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, scale: float, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """Multi-head attention core: (B, H, N, d) in, output and (when asked) the post-softmax map.
+
+    With ``need_weights`` the maths is the official order (q·kᵀ·scale, softmax, ·v), which is
+    bit-exact against the official model on CPU; without it the fused SDPA kernel is used, equal up
+    to float rounding and much faster on GPU.
+    """
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v), None
+    attn = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
+    return attn @ v, attn
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -39,21 +52,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Returns the output and, when asked, the post-softmax map (B, H, N, N).
-
-        With ``need_weights`` the maths is the official order (q·kᵀ·scale, softmax, ·v), which is
-        bit-exact against the official model on CPU; without it the fused SDPA kernel is used,
-        equal up to float rounding and much faster on GPU.
-        """
+        """Returns the output and, when asked, the post-softmax map (B, H, N, N) (see ``attend``)."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if need_weights:
-            attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-            out = attn @ v
-        else:
-            attn = None
-            out = F.scaled_dot_product_attention(q, k, v)
+        out, attn = attend(*qkv.unbind(0), self.scale, need_weights)
         return self.proj(out.transpose(1, 2).reshape(b, n, c)), attn
 
 

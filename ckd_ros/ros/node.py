@@ -43,7 +43,7 @@ from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, ima
 from ckd_ros.ros.params import BY_NAME, declare_all
 from ckd_ros.ros.sync import PairSync
 from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
-from ckd_ros.runtime import auto_precision, resolve_device
+from ckd_ros.runtime import auto_precision, auto_stack_branches, resolve_device
 from ckd_ros.tracker import CKDTracker, check_box
 from ckd_ros.viz import annotate_pair
 
@@ -171,12 +171,14 @@ class TrackerNodeMixin:
             device = torch.device("cpu")
         model = load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
         precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
+        stack = auto_stack_branches(device) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
         return CKDTracker(
             model,
             precision=precision,
             score_threshold=p["score_threshold"],
             lost_frames=p["lost_frames"],
             fused_attention=p["fused_attention"],
+            stack_branches=stack,
         )
 
     def _fallback_to_cpu(self, exc: BaseException) -> None:

@@ -70,6 +70,13 @@ PARAMS: tuple[Param, ...] = (
         "fused SDPA attention where no elimination happens (faster; equal up to rounding)",
         read_only=True,
     ),
+    Param(
+        "stack_branches",
+        "auto",
+        "run both branches as one batched computation: auto (on for CUDA), on, off",
+        ("auto", "on", "off"),
+        read_only=True,
+    ),
     Param("allow_cpu_fallback", True, "move to CPU if CUDA fails or runs out of memory", read_only=True),
     Param("slop", 0.05, "max stamp difference (s) of a synchronized RGB/thermal pair", lo=0.0005, hi=2.0, read_only=True),
     Param("queue_size", 10, "messages per stream kept while waiting for a partner", lo=1, hi=1000, read_only=True),

@@ -34,6 +34,8 @@ class TrackerConfig:
     which on CPUs with native bf16 is much faster than autocast (autocast re-casts every weight on
     every call); ``cast_weights=False`` uses autocast and leaves the model untouched.
     ``fused_attention`` uses the SDPA kernel in blocks without elimination (equal up to rounding).
+    ``stack_branches`` runs the RGB and TIR branches as one batched computation (bit-exact on CPU
+    in fp32; halves the kernel launches, which is what bounds a batch-1 forward on a GPU).
 
     ``score_threshold`` / ``lost_frames``: the target is reported lost after that many consecutive
     frames whose raw score-map peak is below the threshold, and found again on the first frame
@@ -51,6 +53,7 @@ class TrackerConfig:
     preprocess: str = "auto"
     cast_weights: bool = True
     fused_attention: bool = False
+    stack_branches: bool = False
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -128,6 +131,7 @@ class CKDTracker:
                 raise ConfigError("fp16 is only supported on CUDA; use bf16 on CPU")
             self.model.to(PRECISION_DTYPES[self.config.precision])  # in place: the fast path owns the model
         self.model.fused_attention = self.config.fused_attention
+        self.model.stack_branches(self.config.stack_branches)  # after the cast: it copies the weights
         self.dtype = next(self.model.parameters()).dtype
         cfg = model.cfg
         self.template_size, self.search_size, self.feat = cfg.template_size, cfg.search_size, cfg.search_feat
