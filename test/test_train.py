@@ -158,3 +158,27 @@ def test_train_command_end_to_end(tmp_path, capsys):
     assert (tmp_path / "o" / "model.pt").is_file() and (tmp_path / "o" / "last.pt").is_file()
     assert "stage 0" in capsys.readouterr().out
     assert cli_main(["train", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_teacher_baselines_run_through_the_tracker():
+    """The RGB-only / TIR-only baselines of the evaluation table: each sees only its own modality."""
+    from ckd_ros.data.synthetic import SynthConfig, SyntheticSequence
+    from ckd_ros.train.network import TeacherNet
+    from ckd_ros.tracker import CKDTracker
+
+    net = CKDTrainingNet(load_variant("ckd_tiny")).eval()
+    seq = SyntheticSequence(3, SynthConfig(height=120, width=160, length=4))
+    init = tuple(seq.boxes[0])
+    for modality in ("rgb", "tir"):
+        boxes = []
+        for blind_other in (False, True):
+            trk = CKDTracker(TeacherNet(net, modality), fused_attention=True)
+            rgb, tir = seq.frame(0)
+            trk.initialize(rgb, tir, init)
+            rgb, tir = seq.frame(1)
+            if blind_other:  # the other modality's image must not matter
+                rgb, tir = (rgb, tir * 0) if modality == "rgb" else (rgb * 0, tir)
+            boxes.append(trk.track(rgb, tir).box)
+        assert boxes[0] == boxes[1], modality
+    with pytest.raises(ConfigError, match="two-branch"):
+        CKDTracker(TeacherNet(net, "rgb"), stack_branches=True)
