@@ -58,7 +58,7 @@ def main() -> int:
             fast = {
                 "precision": auto_precision(device, model.cfg),
                 "fused_attention": True,
-                "stack_branches": auto_stack_branches(device),
+                "stack_branches": auto_stack_branches(device, model.cfg),
             }
             paths = [("eager fp32", "cpu", {})]
             paths += [(f"fast {fast['precision']}" + (" stacked" if fast["stack_branches"] else ""), "cpu", fast)]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import time
 from collections.abc import Iterator
 
 import torch
@@ -60,18 +63,55 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
+def inference_threads(requested: int = 0) -> int:
+    """CPU threads for inference in a process that also runs a ROS executor: ``requested``, or one
+    less than the cores. On the 2-core machine, 1 inference thread doubled the node's rate at 100 Hz
+    input over 2 (47.6 vs 22.0 Hz, bench/bench_node.py): OpenMP workers spinning on both cores
+    starve the executor thread that takes the images in."""
+    return requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """Measured fp32 / bf16 time of a ViT-B-sized matmul on this CPU (about 0.2 s, once per process).
+
+    The instruction flags do not tell: on one 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights
+    made a ViT-B forward 0.76x as fast as fp32, on another 4.35x (bench/bench_model.py), so the
+    choice is measured. Best of several runs of each, so a busy machine errs towards fp32.
+    """
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(320, 768, generator=g), torch.randn(768, 3072, generator=g)
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        times = []
+        for _ in range(8):
+            t0 = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - t0)
+        return min(times[2:])
+
+    with torch.inference_mode():
+        return best(a, b) / best(a.bfloat16(), b.bfloat16())
+
+
+BF16_MIN_SPEEDUP = 1.3
+
+
 def auto_precision(device: torch.device, cfg: object) -> str:
     """The fast path where it pays: fp16 on CUDA (tensor cores on every NVIDIA GPU, Jetson included);
-    bf16 on CPUs with native bf16 for ViT-B-sized models; fp32 otherwise (small models on CPU run
-    no faster in bf16, measured by bench/bench_model.py)."""
+    bf16 for ViT-B-sized models on CPUs with native bf16 where a probe measures bf16 matmuls at least
+    ``BF16_MIN_SPEEDUP`` times faster; fp32 otherwise (small models on CPU run no faster in bf16,
+    measured by bench/bench_model.py)."""
     if device.type == "cuda":
         return "fp16"
-    if cpu_supports_bf16() and getattr(cfg, "embed_dim", 0) >= 384:
+    if cpu_supports_bf16() and getattr(cfg, "embed_dim", 0) >= 384 and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP:
         return "bf16"
     return "fp32"
 
 
-def auto_stack_branches(device: torch.device) -> bool:
-    """Stack the two branches where kernel launches dominate a batch-1 forward (CUDA); on a CPU the
-    batched and per-branch paths run at the same speed (bench/bench_model.py), so keep the simpler one."""
-    return device.type == "cuda"
+def auto_stack_branches(device: torch.device, cfg: object) -> bool:
+    """Stack the two branches where kernel launches and per-op overhead dominate a batch-1 forward:
+    always on CUDA, and for small models on a CPU (measured 1.34x model-only for ckd_small on 2
+    cores). ViT-B on a CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
+    it keeps the per-branch path and saves the copy of the weights that stacking holds."""
+    return device.type == "cuda" or getattr(cfg, "embed_dim", 0) < 384

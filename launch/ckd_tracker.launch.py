@@ -31,8 +31,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rgb_topic", default_value="rgb/image", description="RGB sensor_msgs/Image topic"),
         DeclareLaunchArgument("thermal_topic", default_value="thermal/image", description="thermal sensor_msgs/Image topic"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/ckd_tracker.rviz"),
-        DeclareLaunchArgument("lifecycle", default_value="false",
-                              description="start the managed (lifecycle) node; it waits for configure / activate"),
+        DeclareLaunchArgument(
+            "lifecycle",
+            default_value="false",
+            description="start the managed (lifecycle) node; it waits for configure / activate",
+        ),
     ]
     overrides = {}
     for p in PARAMS:

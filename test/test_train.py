@@ -163,8 +163,8 @@ def test_train_command_end_to_end(tmp_path, capsys):
 def test_teacher_baselines_run_through_the_tracker():
     """The RGB-only / TIR-only baselines of the evaluation table: each sees only its own modality."""
     from ckd_ros.data.synthetic import SynthConfig, SyntheticSequence
-    from ckd_ros.train.network import TeacherNet
     from ckd_ros.tracker import CKDTracker
+    from ckd_ros.train.network import TeacherNet
 
     net = CKDTrainingNet(load_variant("ckd_tiny")).eval()
     seq = SyntheticSequence(3, SynthConfig(height=120, width=160, length=4))

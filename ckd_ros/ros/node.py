@@ -43,7 +43,7 @@ from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, ima
 from ckd_ros.ros.params import BY_NAME, declare_all
 from ckd_ros.ros.sync import PairSync
 from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
-from ckd_ros.runtime import auto_precision, auto_stack_branches, resolve_device
+from ckd_ros.runtime import auto_precision, auto_stack_branches, inference_threads, resolve_device
 from ckd_ros.tracker import CKDTracker, check_box
 from ckd_ros.viz import annotate_pair
 
@@ -134,10 +134,13 @@ class TrackerNodeMixin:
         names = [self.resolve_topic_name(t) for t in ("rgb/image", "thermal/image")]
         self.topics_text = f"{names[0]} + {names[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
         self.configured = True
+        cfg = self.tracker.config
+        extras = [cfg.precision] + (["stacked branches"] if cfg.stack_branches else [])
+        if self.tracker.device.type == "cpu":
+            extras.append(f"{torch.get_num_threads()} threads")
         self.log.info(
-            f"ckd_tracker configured: model {self.tracker.model.cfg.name} on {self.tracker.device} "
-            f"({self.tracker.config.precision}); inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, "
-            f"{self.sync.backend})"
+            f"ckd_tracker configured: model {self.tracker.model.cfg.name} on {self.tracker.device} ({', '.join(extras)}); "
+            f"inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, {self.sync.backend})"
         )
 
     def _teardown(self) -> None:
@@ -169,9 +172,11 @@ class TrackerNodeMixin:
                 raise
             self.get_logger().error(f"{exc}; falling back to CPU")
             device = torch.device("cpu")
+        if device.type == "cpu":
+            torch.set_num_threads(inference_threads(p["cpu_threads"]))
         model = load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
         precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
-        stack = auto_stack_branches(device) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
+        stack = auto_stack_branches(device, model.cfg) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
         return CKDTracker(
             model,
             precision=precision,

@@ -51,9 +51,17 @@ PARAMS: tuple[Param, ...] = (
     Param("model_variant", "", "variant for a bare state_dict (e.g. ckd_vitb_mce); empty = inferred", read_only=True),
     Param("device", "auto", "auto (CUDA if present), cpu or cuda", ("auto", "cpu", "cuda"), read_only=True),
     Param(
+        "cpu_threads",
+        0,
+        "torch CPU threads for inference; 0 = one less than the cores (the executor keeps a core)",
+        lo=0,
+        hi=256,
+        read_only=True,
+    ),
+    Param(
         "precision",
         "auto",
-        "auto (bf16/fp16 where fast, else fp32), fp32, fp16, bf16",
+        "auto (fp16 on CUDA; bf16 on a CPU where measured faster; else fp32), fp32, fp16, bf16",
         ("auto", "fp32", "fp16", "bf16"),
         read_only=True,
     ),
@@ -73,7 +81,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "stack_branches",
         "auto",
-        "run both branches as one batched computation: auto (on for CUDA), on, off",
+        "run both branches as one batched computation: auto (CUDA, and small models on CPU), on, off",
         ("auto", "on", "off"),
         read_only=True,
     ),
