@@ -65,9 +65,9 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
 
 def inference_threads(requested: int = 0) -> int:
     """CPU threads for inference in a process that also runs a ROS executor: ``requested``, or one
-    less than the cores. On the 2-core machine, 1 inference thread doubled the node's rate at 100 Hz
-    input over 2 (47.6 vs 22.0 Hz, bench/bench_node.py): OpenMP workers spinning on both cores
-    starve the executor thread that takes the images in."""
+    less than the cores. On the 2-core machine, 1 inference thread roughly doubled the node's rate
+    at 100 Hz input over 2 (42-48 vs 22 Hz over runs, bench/bench_node.py): OpenMP workers spinning
+    on both cores starve the executor thread that takes the images in."""
     return requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
@@ -77,7 +77,7 @@ def cpu_bf16_speedup() -> float:
 
     The instruction flags do not tell: on one 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights
     made a ViT-B forward 0.76x as fast as fp32, on another bf16 autocast was 1.99x faster
-    (bench/bench_model.py), so the choice is measured. Best of several runs of each, so a busy machine errs towards fp32.
+    (bench/bench_model.py), so the choice is measured. Best of several runs of each type.
     """
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(320, 768, generator=g), torch.randn(768, 3072, generator=g)
