@@ -19,9 +19,8 @@ from ckd_ros.model.config import ModelConfig
 from ckd_ros.model.elimination import (
     gather_search,
     keep_count,
-    rank_search_tokens,
+    kept_indices,
     scatter_search,
-    search_scores,
     template_center_mask,
 )
 from ckd_ros.model.head import CenterHead, decode_boxes
@@ -76,14 +75,7 @@ def run_lockstep(
         tokens = [h[0] for h in halves]
         if eliminate:
             keep = keep_count(tokens[0].shape[1] - lz, cfg.ce_keep_ratio)
-            if cfg.ce_mode == "mce":
-                attn = halves[0][1]
-                for h in halves[1:num_deciders]:
-                    attn = torch.maximum(attn, h[1])
-                shared = rank_search_tokens(search_scores(attn, lz, template_mask), keep)[0]
-                keep_idx = [shared] * len(branches)
-            else:
-                keep_idx = [rank_search_tokens(search_scores(h[1], lz, template_mask), keep)[0] for h in halves]
+            keep_idx = kept_indices([h[1] for h in halves], lz, template_mask, keep, cfg.ce_mode, num_deciders)
             tokens = [gather_search(t, lz, k) for t, k in zip(tokens, keep_idx, strict=False)]
             kept_index = [g.gather(1, k) for g, k in zip(kept_index, keep_idx, strict=False)]
         tokens = [br.blocks[i].mlp_half(t) for br, t in zip(branches, tokens, strict=False)]

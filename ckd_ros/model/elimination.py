@@ -8,6 +8,7 @@ applied to both branches, so they keep the same search positions in the same ord
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -47,6 +48,22 @@ def rank_search_tokens(scores: Tensor, keep: int) -> tuple[Tensor, Tensor]:
     """Indices (into the current search tokens) of the kept ones, by descending score, and the rest."""
     order = torch.sort(scores, dim=1, descending=True).indices
     return order[:, :keep], order[:, keep:]
+
+
+def kept_indices(
+    attn: Sequence[Tensor], num_template: int, template_mask: Tensor | None, keep: int, mode: str, num_deciders: int
+) -> list[Tensor]:
+    """Per branch, the indices (B, keep) of the search tokens that survive this block.
+
+    ``mce``: one decision from the element-wise max of the first ``num_deciders`` attention maps,
+    shared by every branch (same positions, same order); otherwise (CE) each branch decides alone.
+    """
+    if mode == "mce":
+        shared = attn[0]
+        for a in attn[1:num_deciders]:
+            shared = torch.maximum(shared, a)
+        return [rank_search_tokens(search_scores(shared, num_template, template_mask), keep)[0]] * len(attn)
+    return [rank_search_tokens(search_scores(a, num_template, template_mask), keep)[0] for a in attn]
 
 
 def gather_search(tokens: Tensor, num_template: int, keep_idx: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ckd_ros.model.config import ModelConfig
-from ckd_ros.model.elimination import gather_search, keep_count, rank_search_tokens, scatter_search, search_scores
+from ckd_ros.model.elimination import gather_search, keep_count, kept_indices, scatter_search
 from ckd_ros.model.vit import ViTBranch, attend
 
 # Per block: (buffer name, how to read it from one branch's block). Linear weights keep the
@@ -112,12 +112,8 @@ class StackedBranches(nn.Module):
             eliminate = i in elim_layers and keep < n - lz
             y, attn = block.attention_half(x.view(m, batch * n, c), batch, eliminate or not fused_attention)
             if eliminate:
-                if cfg.ce_mode == "mce":
-                    shared = attn.view(m, batch, *attn.shape[1:]).amax(dim=0)
-                    idx = rank_search_tokens(search_scores(shared, lz, template_mask), keep)[0].repeat(m, 1)
-                else:
-                    mask = None if template_mask is None else template_mask.repeat(m, 1)
-                    idx = rank_search_tokens(search_scores(attn, lz, mask), keep)[0]
+                per_branch = attn.view(m, batch, *attn.shape[1:]).unbind(0)
+                idx = torch.cat(kept_indices(per_branch, lz, template_mask, keep, cfg.ce_mode, num_deciders=m))
                 y = gather_search(y.view(m * batch, n, c), lz, idx)
                 kept = kept.gather(1, idx)
                 n = lz + keep
