@@ -131,11 +131,7 @@ class CKDTracker:
                 raise ConfigError("fp16 is only supported on CUDA; use bf16 on CPU")
             self.model.to(PRECISION_DTYPES[self.config.precision])  # in place: the fast path owns the model
         self.model.fused_attention = self.config.fused_attention
-        stack = getattr(self.model, "stack_branches", None)  # single-branch baselines (teachers) have none
-        if stack is not None:
-            stack(self.config.stack_branches)  # after the cast: it copies the weights
-        elif self.config.stack_branches:
-            raise ConfigError(f"stack_branches needs a two-branch CKD model, not {type(model).__name__}")
+        self.model.stack_branches(self.config.stack_branches)  # after the cast: it copies the weights
         self.dtype = next(self.model.parameters()).dtype
         cfg = model.cfg
         self.template_size, self.search_size, self.feat = cfg.template_size, cfg.search_size, cfg.search_feat

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ckd_ros.errors import ConfigError
 from ckd_ros.model import CenterHead, CKDNet, ModelConfig, ViTBranch, decode_boxes, head_input, run_lockstep
 from ckd_ros.model.elimination import template_center_mask
 
@@ -109,6 +110,11 @@ class TeacherNet(nn.Module):
         self.modality = modality
         self.branch = net.teacher_rgb if modality == "rgb" else net.teacher_tir
         self.head = net.box_head_v if modality == "rgb" else net.box_head_i
+
+    def stack_branches(self, enable: bool = True) -> None:
+        """The tracker's ``stack_branches`` switch: a single branch has nothing to stack."""
+        if enable:
+            raise ConfigError(f"stack_branches needs a two-branch CKD model; this is the {self.modality.upper()} teacher")
 
     def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
         z, x = (template_rgb, search_rgb) if self.modality == "rgb" else (template_tir, search_tir)
