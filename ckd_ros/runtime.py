@@ -97,6 +97,11 @@ def cpu_bf16_speedup() -> float:
 BF16_MIN_SPEEDUP = 1.3
 
 
+def _is_small(cfg: object) -> bool:
+    """Narrower than ViT-S: per-op overhead, not matmul throughput, bounds its forward on a CPU."""
+    return getattr(cfg, "embed_dim", 0) < 384
+
+
 def auto_precision(device: torch.device, cfg: object) -> str:
     """The fast path where it pays: fp16 on CUDA (tensor cores on every NVIDIA GPU, Jetson included);
     bf16 for ViT-B-sized models on CPUs with native bf16 where a probe measures bf16 matmuls at least
@@ -104,7 +109,7 @@ def auto_precision(device: torch.device, cfg: object) -> str:
     measured by bench/bench_model.py)."""
     if device.type == "cuda":
         return "fp16"
-    if cpu_supports_bf16() and getattr(cfg, "embed_dim", 0) >= 384 and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP:
+    if cpu_supports_bf16() and not _is_small(cfg) and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP:
         return "bf16"
     return "fp32"
 
@@ -114,4 +119,4 @@ def auto_stack_branches(device: torch.device, cfg: object) -> bool:
     always on CUDA, and for small models on a CPU (measured 1.34x model-only for ckd_small on 2
     cores). ViT-B on a CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
     it keeps the per-branch path and saves the copy of the weights that stacking holds."""
-    return device.type == "cuda" or getattr(cfg, "embed_dim", 0) < 384
+    return device.type == "cuda" or _is_small(cfg)
