@@ -4,9 +4,11 @@
 A player publishes synchronized 640x480 rgb8 + mono8 pairs at each input rate; the ckd_tracker node
 (shipped model by default, its default fast path) tracks; a recorder takes the detections. Prints
 p50/p95/p99 publish → detection latency, the processed rate, and processed vs dropped pairs (the
-one-slot mailbox drops what inference cannot keep up with). One process, SingleThreadedExecutor +
-the node's worker thread, as deployed.
-Usage: python bench/bench_node.py [--rates 10 30 100] [--seconds 8] [--checkpoint F] [--size 640x480]
+one-slot mailbox drops what inference cannot keep up with). Two layouts, side by side: ``process``
+— the node in its own process (``ckd-ros launch``), the player and recorder in this one, as on a
+robot where the camera driver is another process; ``shared`` — all three in one process and one
+executor (the node competes with the player for the interpreter and the cores).
+Usage: python bench/bench_node.py [--rates 30 60 100] [--seconds 8] [--layouts process shared] [--checkpoint F]
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from ckd_ros.ros.replay import play_through_node
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", nargs="+", type=float, default=[10, 30, 100])
+    ap.add_argument("--rates", nargs="+", type=float, default=[30, 60, 100])
+    ap.add_argument("--layouts", nargs="+", choices=["process", "shared"], default=["process", "shared"])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--checkpoint", help="model file (default: the shipped model)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -40,9 +43,12 @@ def main() -> int:
     msgs = [(image_msg(r, "rgb8"), image_msg(t[:, :, 0], "mono8")) for r, t in (seq.frame(i) for i in range(60))]
     rclpy.init()
     try:
-        print(f"== node end to end: publish → Detection2DArray, {w}x{h} rgb8 + mono8 pairs, one process")
-        print(f"{'in Hz':>7} {'sent':>6} {'processed':>9} {'dropped':>7} {'out Hz':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-        for rate in args.rates:
+        print(f"== node end to end: publish → Detection2DArray, {w}x{h} rgb8 + mono8 pairs")
+        print(
+            f"{'layout':<8} {'in Hz':>7} {'sent':>6} {'processed':>9} {'dropped':>7} {'out Hz':>9} "
+            f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+        )
+        for layout, rate in ((layout, rate) for layout in args.layouts for rate in args.rates):
             n = int(args.seconds * rate)
             pairs = [(1_700_000_000_000_000_000 + round(i * 1e9 / rate), *msgs[i % len(msgs)]) for i in range(n)]
             report = play_through_node(
@@ -54,10 +60,11 @@ def main() -> int:
                 progress=False,
                 params={"device": args.device, "precision": args.precision},
                 name=f"{rate:g}Hz",
+                node_process=layout == "process",
             )
             t = Timing(tuple(report.latencies_ms[3:] or [float("nan")]))
             print(
-                f"{rate:7.0f} {n:6d} {report.processed:9d} {report.dropped:7d} {report.processed / report.seconds:9.1f} "
+                f"{layout:<8} {rate:7.0f} {n:6d} {report.processed:9d} {report.dropped:7d} {report.processed / report.seconds:9.1f} "
                 f"{t.pct(50):8.2f} {t.pct(95):8.2f} {t.pct(99):8.2f}",
                 flush=True,
             )

@@ -55,10 +55,11 @@ def main() -> int:
             big = model.cfg.embed_dim >= 768 and device.type == "cpu"
             n = args.frames or (15 if big else 150)
             pairs = frames(n + 3)
+            precision = auto_precision(device, model.cfg)
             fast = {
-                "precision": auto_precision(device, model.cfg),
+                "precision": precision,
                 "fused_attention": True,
-                "stack_branches": auto_stack_branches(device, model.cfg),
+                "stack_branches": auto_stack_branches(device, model.cfg, precision),
             }
             paths = [("eager fp32", "cpu", {})]
             paths += [(f"fast {fast['precision']}" + (" stacked" if fast["stack_branches"] else ""), "cpu", fast)]

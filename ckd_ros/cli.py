@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ckd_ros.errors import CKDError, ConfigError
+from ckd_ros.precisions import PRECISIONS
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -81,7 +82,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", help="variant for a bare state_dict (default: inferred, official ViT-B settings)")
     p.add_argument("--ce-mode", choices=["mce", "ce", "none"], help="override token elimination")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="fp32 (official outputs), fp16 (CUDA), bf16, int8 (CPU)"
+    )
     p.add_argument("--trust-pickle", action="store_true", help="allow official trainer files (runs pickle)")
 
 
@@ -356,7 +359,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "(every frame processed; use it for slow models, e.g. ViT-B on a CPU)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS))
     p.add_argument("--no-video", action="store_true")
     p.set_defaults(func=_demo)
 

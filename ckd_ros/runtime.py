@@ -6,13 +6,13 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from ckd_ros.errors import ConfigError
+from ckd_ros.precisions import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -52,8 +52,11 @@ def cpu_supports_bf16() -> bool:
 
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
-    """fp32: nothing; fp16/bf16: torch.autocast on the model's device (weights stay fp32)."""
+    """fp32: nothing; fp16/bf16: torch.autocast on the model's device (weights stay fp32). int8 is
+    not an autocast type: the model is converted once (``CKDNet.quantize_int8``)."""
     check_precision(precision)
+    if precision == "int8":
+        raise ConfigError("int8 is a model conversion (CKDNet.quantize_int8), not an autocast precision")
     if precision == "fp32":
         yield
         return
@@ -71,30 +74,55 @@ def inference_threads(requested: int = 0) -> int:
     return requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
+def _best_time(fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(8):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times[2:])
+
+
+def _probe_operands() -> tuple[torch.Tensor, torch.Tensor]:
+    """A ViT-B MLP product: 320 tokens x 768 → 3072."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(320, 768, generator=g), torch.randn(3072, 768, generator=g) * 0.02
+
+
 @functools.cache
 def cpu_bf16_speedup() -> float:
     """Measured fp32 / bf16 time of a ViT-B-sized matmul on this CPU (about 0.2 s, once per process).
 
-    The instruction flags do not tell: on one 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights
-    made a ViT-B forward 0.76x as fast as fp32, on another bf16 autocast was 1.99x faster
-    (bench/bench_model.py), so the choice is measured. Best of several runs of each type.
+    The instruction flags do not tell: without AMX, one ``vdpbf16ps`` per cycle does the work of
+    two fp32 FMAs, and on a 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights made a ViT-B
+    forward 0.76x as fast as fp32; with AMX bf16 is several times faster. So the choice is
+    measured. Best of several runs of each type.
     """
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(320, 768, generator=g), torch.randn(768, 3072, generator=g)
-
-    def best(x: torch.Tensor, y: torch.Tensor) -> float:
-        times = []
-        for _ in range(8):
-            t0 = time.perf_counter()
-            x @ y
-            times.append(time.perf_counter() - t0)
-        return min(times[2:])
-
+    x, w = _probe_operands()
+    xb, wb = x.bfloat16(), w.bfloat16()
     with torch.inference_mode():
-        return best(a, b) / best(a.bfloat16(), b.bfloat16())
+        return _best_time(lambda: x @ w.t()) / _best_time(lambda: xb @ wb.t())
+
+
+@functools.cache
+def cpu_int8_speedup() -> float:
+    """Measured fp32 / int8 time of the same product through the int8 kernels (``model/int8.py``);
+    0 where they are unavailable. About 3.9x on the 2-core AVX-512 VNNI Xeon."""
+    from ckd_ros.model.int8 import Int8Linear, int8_available
+
+    if not int8_available():
+        return 0.0
+    x, w = _probe_operands()
+    lin = torch.nn.Linear(768, 3072)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    q = Int8Linear(lin)
+    with torch.inference_mode():
+        return _best_time(lambda: lin(x)) / _best_time(lambda: q(x))
 
 
 BF16_MIN_SPEEDUP = 1.3
+INT8_MIN_SPEEDUP = 1.5
 
 
 def _is_small(cfg: object) -> bool:
@@ -103,20 +131,29 @@ def _is_small(cfg: object) -> bool:
 
 
 def auto_precision(device: torch.device, cfg: object) -> str:
-    """The fast path where it pays: fp16 on CUDA (tensor cores on every NVIDIA GPU, Jetson included);
-    bf16 for ViT-B-sized models on CPUs with native bf16 where a probe measures bf16 matmuls at least
-    ``BF16_MIN_SPEEDUP`` times faster; fp32 otherwise (small models on CPU run no faster in bf16,
-    measured by bench/bench_model.py)."""
+    """The fast path where it pays: fp16 on CUDA (tensor cores on every NVIDIA GPU, Jetson included).
+    On a CPU, for ViT-B-sized models: bf16 where a probe measures bf16 matmuls at least
+    ``BF16_MIN_SPEEDUP`` times faster (AMX), else int8 where its probe measures at least
+    ``INT8_MIN_SPEEDUP`` (VNNI); fp32 otherwise. bf16 comes first: it needs no model surgery and
+    rounds less. Small models stay fp32 on CPU: per-op overhead bounds them, not matmul
+    throughput (int8 measured 0.97x, bf16 slower; bench/bench_model.py)."""
     if device.type == "cuda":
         return "fp16"
-    if cpu_supports_bf16() and not _is_small(cfg) and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP:
+    if _is_small(cfg):
+        return "fp32"
+    if cpu_supports_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP:
         return "bf16"
+    if cpu_int8_speedup() >= INT8_MIN_SPEEDUP:
+        return "int8"
     return "fp32"
 
 
-def auto_stack_branches(device: torch.device, cfg: object) -> bool:
+def auto_stack_branches(device: torch.device, cfg: object, precision: str = "fp32") -> bool:
     """Stack the two branches where kernel launches and per-op overhead dominate a batch-1 forward:
     always on CUDA, and for small models on a CPU (measured 1.34x model-only for ckd_small on 2
     cores). ViT-B on a CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
-    it keeps the per-branch path and saves the copy of the weights that stacking holds."""
+    it keeps the per-branch path and saves the copy of the weights that stacking holds. An int8
+    model never stacks (its branches hold packed int8 weights)."""
+    if precision == "int8":
+        return False
     return device.type == "cuda" or _is_small(cfg)

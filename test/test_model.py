@@ -13,6 +13,7 @@ from reference_ckd import reference_forward
 from ckd_ros.errors import ConfigError, InputError
 from ckd_ros.model import ModelConfig, build_model, load_variant, run_lockstep
 from ckd_ros.model.elimination import template_center_mask
+from ckd_ros.model.head import FusedCenterHead
 
 KEYS_FILE = Path(__file__).parent / "data" / "official_state_dict_keys.txt"  # spec Appendix A
 
@@ -163,20 +164,59 @@ def test_fused_attention_matches_eager_within_float_tolerance(tiny_model):
 
 @pytest.mark.parametrize("mode", ["mce", "ce", "none"])
 def test_stacked_branches_equal_the_per_branch_path(tiny_model, mode):
-    """Same maths in another order of launches: bit-exact in fp32 with the official attention order,
-    at batch 1 and 2, with and without elimination (CE: different kept indices per branch)."""
+    """Branch features: the same maths in another order of launches, bit-exact in fp32 with the
+    official attention order, at batch 1 and 2, with and without elimination (CE: different kept
+    indices per branch). Model outputs (the head's trunks fused, BatchNorm folded): equal up to
+    float rounding."""
     sharpen(tiny_model, seed=5)
     if mode != "mce":
         tiny_model.set_elimination(ce_mode="ce") if mode == "ce" else tiny_model.set_elimination(ce_loc=())
+    cfg = tiny_model.cfg
+    branches = [tiny_model.rgb_branch, tiny_model.tir_branch]
     for batch in (1, 2):
-        inputs = random_inputs(tiny_model.cfg, batch=batch, seed=7)
+        z_v, z_i, x_v, x_i = inputs = random_inputs(cfg, batch=batch, seed=7)
         with torch.no_grad():
+            tokens = [tiny_model.rgb_branch.embed(z_v, x_v), tiny_model.tir_branch.embed(z_i, x_i)]
+            mask = tiny_model.template_mask(batch)
+            per_branch = run_lockstep(branches, tokens, cfg, mask).tokens
             tiny_model.stack_branches(False)
             ref = tiny_model(*inputs)
             tiny_model.stack_branches()
+            stacked = tiny_model.stacked(tokens, cfg, mask, fused_attention=False)
             out = tiny_model(*inputs)
-        for key in ("score_map", "size_map", "offset_map", "pred_boxes"):
-            assert torch.equal(ref[key], out[key]), (mode, batch, key)
+        assert all(torch.equal(a, b) for a, b in zip(per_branch, stacked, strict=True)), (mode, batch)
+        for key in ("score_map", "size_map", "offset_map", "pred_boxes"):  # sharpened weights: logits in the 1000s
+            assert (out[key] - ref[key]).abs().max() <= 1e-4 * max(1.0, ref[key].abs().max()), (mode, batch, key)
+
+
+def test_stacked_embedding_equals_per_branch_embedding(tiny_model):
+    """Patch projection as one batched matmul over both branches' template and search patches."""
+    sharpen(tiny_model, seed=6)
+    z_v, z_i, x_v, x_i = random_inputs(tiny_model.cfg, batch=2, seed=3)
+    tiny_model.stack_branches()
+    with torch.no_grad():
+        ref = [tiny_model.rgb_branch.embed(z_v, x_v), tiny_model.tir_branch.embed(z_i, x_i)]
+        out = tiny_model.stacked.embed([z_v, z_i], [x_v, x_i])
+    for a, b in zip(out, ref, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_fused_head_equals_the_three_trunks_with_batchnorm_statistics(tiny_model):
+    head = tiny_model.box_head
+    g = torch.Generator().manual_seed(9)
+    for m in head.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # trained-like statistics, so folding matters
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=g))
+    fmap = torch.randn(2, 2 * tiny_model.cfg.embed_dim, 8, 8, generator=g)
+    with torch.no_grad():
+        ref, out = head(fmap), FusedCenterHead(head)(fmap)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in head.modules()) == 15
+    for key in ("score_map", "size_map", "offset_map"):
+        assert out[key].shape == ref[key].shape
+        torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
 def test_stacked_branches_follow_dtype_and_take_current_weights(tiny_model):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ckd_ros.errors import InputError
+from ckd_ros.errors import ConfigError, InputError
 from ckd_ros.model.config import ModelConfig
 from ckd_ros.model.elimination import (
     gather_search,
@@ -23,7 +23,8 @@ from ckd_ros.model.elimination import (
     scatter_search,
     template_center_mask,
 )
-from ckd_ros.model.head import CenterHead, decode_boxes
+from ckd_ros.model.head import CenterHead, FusedCenterHead, decode_boxes
+from ckd_ros.model.int8 import Int8Conv3x3Group, int8_available, quantize_linears
 from ckd_ros.model.stacked import StackedBranches
 from ckd_ros.model.vit import ViTBranch
 
@@ -112,6 +113,8 @@ class CKDNet(nn.Module):
         self.box_head = CenterHead(2 * cfg.embed_dim, cfg.head_channels, cfg.search_feat)
         self.fused_attention = False
         self.stacked: StackedBranches | None = None
+        self.fused_head: FusedCenterHead | None = None
+        self.int8 = False
         self.register_buffer("ce_template_mask", template_center_mask(cfg.template_feat), persistent=False)
 
     def set_elimination(self, ce_mode: str | None = None, ce_loc: Sequence[int] | None = None) -> None:
@@ -126,10 +129,33 @@ class CKDNet(nn.Module):
         self.cfg = self.cfg.replace(**changes)
 
     def stack_branches(self, enable: bool = True) -> None:
-        """Run both branches as one batched computation (``stacked.py``), or go back to the
+        """Run parallel branches as batched computations — the RGB and TIR backbones
+        (``stacked.py``) and the head's three trunks (``FusedCenterHead``) — or go back to the
         per-branch path. Takes a copy of the current weights (in their current dtype and device):
         call it after casting or loading, not before."""
+        if enable and self.int8:
+            raise ConfigError("stacked branches need float weights; an int8 model runs its branches one by one")
         self.stacked = StackedBranches([self.rgb_branch, self.tir_branch], self.cfg) if enable else None
+        self.fused_head = FusedCenterHead(self.box_head) if enable else None
+
+    def quantize_int8(self) -> None:
+        """CPU int8 inference (``int8.py``): the branches' linear layers and the head's first
+        convolutions become int8 GEMMs, in place and for good (inference only; the fp32 weights of
+        those layers are dropped, the state_dict no longer holds them)."""
+        if self.int8:
+            return
+        if not int8_available():
+            raise ConfigError("int8 needs an x86 CPU and a PyTorch build with quantized kernels (oneDNN/FBGEMM)")
+        if next(self.parameters()).device.type != "cpu":
+            raise ConfigError("int8 runs on the CPU only; on CUDA use fp16")
+        self.stack_branches(False)
+        for branch in {id(b): b for b in (self.rgb_branch, self.tir_branch)}.values():
+            quantize_linears(branch.blocks)
+        head = self.box_head
+        head.first_convs = Int8Conv3x3Group([getattr(head, f"conv1_{b}")[0] for b in head.BRANCHES])
+        for b in head.BRANCHES:
+            getattr(head, f"conv1_{b}")[0] = nn.Identity()
+        self.int8 = True
 
     def check_inputs(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> None:
         t, s = self.cfg.template_size, self.cfg.search_size
@@ -154,17 +180,15 @@ class CKDNet(nn.Module):
     def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
         """Normalised crops in, maps and the raw-peak box out (spec §1.1, §1.7)."""
         self.check_inputs(template_rgb, template_tir, search_rgb, search_tir)
-        tokens = [
-            self.rgb_branch.embed(template_rgb, search_rgb),
-            self.tir_branch.embed(template_tir, search_tir),
-        ]
         mask = self.template_mask(template_rgb.shape[0])
         if self.stacked is not None:
+            tokens = self.stacked.embed([template_rgb, template_tir], [search_rgb, search_tir])
             features = self.stacked(tokens, self.cfg, mask, self.fused_attention)
         else:
+            tokens = [self.rgb_branch.embed(template_rgb, search_rgb), self.tir_branch.embed(template_tir, search_tir)]
             branches = [self.rgb_branch, self.tir_branch]
             features = run_lockstep(branches, tokens, self.cfg, mask, fused_attention=self.fused_attention).tokens
         fmap = head_input(features, self.cfg.search_feat**2, self.cfg.search_feat)
-        maps = self.box_head(fmap)
+        maps = (self.fused_head if self.fused_head is not None else self.box_head)(fmap)
         maps["pred_boxes"] = decode_boxes(maps["score_map"], maps["size_map"], maps["offset_map"]).unsqueeze(1)
         return maps

@@ -2,7 +2,8 @@
 
 The RGB and TIR branches have the same shapes block for block, and under MCE they also keep the
 same search positions, so every linear layer of the two branches is one ``baddbmm`` over stacked
-weights and every attention one kernel over a batch of 2·B. That halves the number of kernels per
+weights (the patch embedding too, as a matmul over flattened patches) and every attention one
+kernel over a batch of 2·B. That halves the number of kernels per
 frame, which is what limits a batch-1 forward on a GPU (launch-bound) and costs little on a CPU.
 Plain CE (per-branch decisions) stacks too: the kept counts are equal, only the indices differ.
 
@@ -81,16 +82,43 @@ class StackedBlock(nn.Module):
         return x + _linear(F.gelu(y), self.fc2_w, self.fc2_b)
 
 
+def patchify(images: Tensor, patch: int) -> Tensor:
+    """(B, C, H, W) → (B, H/p · W/p, C·p·p) in raster order, each patch flattened as a conv weight
+    (channel, row, column), so a stride-p conv equals a matmul with the flattened weight."""
+    b, c, h, w = images.shape
+    x = images.view(b, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
 class StackedBranches(nn.Module):
     """The inference-time lockstep of ``ckd.run_lockstep`` for branches of one shape, batched."""
 
     def __init__(self, branches: Sequence[ViTBranch], cfg: ModelConfig) -> None:
         super().__init__()
         self.num_branches = len(branches)
+        self.patch = cfg.patch_size
+        self.register_buffer("patch_w", _stack([br.patch_embed.proj.weight.flatten(1) for br in branches]), persistent=False)
+        self.register_buffer("patch_b", _stack([br.patch_embed.proj.bias for br in branches]), persistent=False)
+        pos = [torch.cat([br.pos_embed_z, br.pos_embed_x], dim=1) for br in branches]  # (1, Lz+Ls, C) each
+        self.register_buffer("pos", torch.stack([p.detach() for p in pos]), persistent=False)
         self.blocks = nn.ModuleList(StackedBlock([br.blocks[i] for br in branches], cfg.num_heads) for i in range(cfg.depth))
         self.register_buffer("norm_w", _stack([br.norm.weight for br in branches]), persistent=False)
         self.register_buffer("norm_b", _stack([br.norm.bias for br in branches]), persistent=False)
         self.eps = branches[0].norm.eps
+
+    def embed(self, templates: Sequence[Tensor], searches: Sequence[Tensor]) -> list[Tensor]:
+        """Per-branch (B, Lz+Ls, C) tokens as ``ViTBranch.embed`` gives them, with the patch
+        projection of every branch, template and search patches together, as one batched matmul
+        (equal up to float rounding; four convolutions were 4x slower for the small model on CPU)."""
+        patches = torch.stack(
+            [
+                torch.cat([patchify(z, self.patch), patchify(x, self.patch)], dim=1)
+                for z, x in zip(templates, searches, strict=True)
+            ]
+        )
+        m, b, n, k = patches.shape
+        tokens = _linear(patches.view(m, b * n, k), self.patch_w, self.patch_b).view(m, b, n, -1) + self.pos
+        return list(tokens.unbind(0))
 
     def forward(
         self, tokens: Sequence[Tensor], cfg: ModelConfig, template_mask: Tensor | None, fused_attention: bool

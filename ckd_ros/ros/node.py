@@ -176,7 +176,9 @@ class TrackerNodeMixin:
             torch.set_num_threads(inference_threads(p["cpu_threads"]))
         model = load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
         precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
-        stack = auto_stack_branches(device, model.cfg) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
+        stack = (
+            auto_stack_branches(device, model.cfg, precision) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
+        )
         return CKDTracker(
             model,
             precision=precision,

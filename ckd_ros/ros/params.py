@@ -11,6 +11,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from ckd_ros.precisions import PRECISIONS
+
 
 @dataclass(frozen=True)
 class Param:
@@ -61,8 +63,8 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "precision",
         "auto",
-        "auto (fp16 on CUDA; bf16 on a CPU where measured faster; else fp32), fp32, fp16, bf16",
-        ("auto", "fp32", "fp16", "bf16"),
+        "auto = fp16 on CUDA; for ViT-B on a CPU bf16 or int8 where measured faster; else fp32 (int8: CPU only)",
+        ("auto", *PRECISIONS),
         read_only=True,
     ),
     Param(

@@ -1,8 +1,10 @@
 """Replay a bag into a real ROS 2 graph running the ckd_tracker node, and measure it.
 
-Graph (one process): a player publishes the bag's raw CDR image messages on their topics; the
-``ckd_tracker`` node (remapped to those topics, initialised from the first ground-truth box or a
-given one) tracks; a recorder collects ``~/detections``. Two pacing modes:
+Graph: a player publishes the bag's raw CDR image messages on their topics; the ``ckd_tracker``
+node (remapped to those topics, initialised from the first ground-truth box or a given one)
+tracks; a recorder collects ``~/detections``. The node runs in this process (one executor for the
+whole graph), or with ``node_process=True`` in its own process, as deployed next to a camera driver.
+Two pacing modes:
 
 * ``realtime``: messages go out at the bag's stamps (× ``rate_scale``): the node drops what it
   cannot keep up with, as on a robot; the report counts processed vs dropped pairs;
@@ -94,10 +96,13 @@ def play_through_node(
     slop: float = 0.02,
     progress: bool = True,
     name: str = "sequence",
+    node_process: bool = False,
 ) -> ReplayReport:
     """Publish (stamp_ns, rgb, thermal) pairs — Image messages or their raw CDR bytes — into a graph
     with the ckd_tracker node and collect its detections (see the module doc). Image messages are
-    stamped with the pair's stamp as they go out, so one message object may serve several pairs."""
+    stamped with the pair's stamp as they go out, so one message object may serve several pairs.
+    With ``node_process`` the processed count is the detections received (every processed pair
+    publishes one) and the rest count as dropped."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -127,11 +132,17 @@ def play_through_node(
     own_context = not rclpy.ok()
     if own_context:
         rclpy.init()
+    proc = node = None
     try:
-        node = CKDTrackerNode(
-            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
-            cli_args=["--ros-args", "-r", f"rgb/image:={topics.rgb}", "-r", f"thermal/image:={topics.thermal}"],
-        )
+        if node_process:
+            proc = _NodeProcess(overrides, topics, name)
+            det_topic = "/ckd_tracker/detections"
+        else:
+            node = CKDTrackerNode(
+                parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+                cli_args=["--ros-args", "-r", f"rgb/image:={topics.rgb}", "-r", f"thermal/image:={topics.thermal}"],
+            )
+            det_topic = node.resolve_topic_name("~/detections")
         player = rclpy.create_node("ckd_player")
         pub_rgb = player.create_publisher(Image, topics.rgb, reliable)
         pub_tir = player.create_publisher(Image, topics.thermal, reliable)
@@ -148,14 +159,17 @@ def play_through_node(
                 results[s] = (box, time.monotonic())
                 cond.notify_all()
 
-        player.create_subscription(Detection2DArray, node.resolve_topic_name("~/detections"), on_det, reliable)
+        player.create_subscription(Detection2DArray, det_topic, on_det, reliable)
         ex = SingleThreadedExecutor()
-        ex.add_node(node)
-        ex.add_node(player)
+        for n in (node, player):
+            if n is not None:
+                ex.add_node(n)
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (120 if node_process else 30)  # a node process loads torch first
         while (pub_rgb.get_subscription_count() < 1 or pub_tir.get_subscription_count() < 1) and time.monotonic() < deadline:
+            if proc is not None:
+                proc.check_alive()
             time.sleep(0.01)
         sent: dict[int, float] = {}
         t_start = time.monotonic()
@@ -178,11 +192,18 @@ def play_through_node(
             cond.wait_for(lambda: pairs[-1][0] in results, timeout=5)
         time.sleep(0.1)
         seconds = time.monotonic() - t_start
-        processed, dropped = node.frames, node.mailbox.dropped
+        if node is not None:
+            processed, dropped = node.frames, node.mailbox.dropped
+        else:
+            processed = sum(1 for s, _, _ in pairs if s in results)
+            dropped = len(pairs) - processed
         ex.shutdown()
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         player.destroy_node()
     finally:
+        if proc is not None:
+            proc.stop()
         if own_context:
             rclpy.try_shutdown()
     boxes = np.array(
@@ -196,3 +217,45 @@ def play_through_node(
         report.score = score_lasher_sequence(name, boxes, gt_arr)
         report.metrics = summarise([report.score], "lasher")
     return report
+
+
+def _ros_value(value: object) -> str:
+    """A parameter value as ``-p name:=value`` text (YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_ros_value(v) for v in value) + "]"
+    return str(value)
+
+
+class _NodeProcess:
+    """The ckd_tracker node started as ``ckd-ros launch`` would, its output kept for error messages."""
+
+    def __init__(self, overrides: dict, topics: Topics, name: str) -> None:
+        import subprocess
+        import tempfile
+
+        from ckd_ros.ros.launcher import node_command
+
+        cmd = node_command(None, topics.rgb, topics.thermal, [f"{k}:={_ros_value(v)}" for k, v in overrides.items()])
+        self.log = tempfile.TemporaryFile(mode="w+", prefix=f"ckd_tracker_{name}_")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            self.log.seek(0)
+            tail = " | ".join(self.log.read().strip().splitlines()[-5:])
+            raise RuntimeError(f"the ckd_tracker node process exited with {self.proc.returncode}: {tail}")
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

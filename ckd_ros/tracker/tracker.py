@@ -32,7 +32,8 @@ class TrackerConfig:
 
     ``precision`` fp16/bf16 with ``cast_weights`` (default) stores the weights in that type once,
     which on CPUs with native bf16 is much faster than autocast (autocast re-casts every weight on
-    every call); ``cast_weights=False`` uses autocast and leaves the model untouched.
+    every call); ``cast_weights=False`` uses autocast and leaves the model untouched. ``int8``
+    (CPU only) converts the model's heavy layers to int8 GEMMs once (``CKDNet.quantize_int8``).
     ``fused_attention`` uses the SDPA kernel in blocks without elimination (equal up to rounding).
     ``stack_branches`` runs the RGB and TIR branches as one batched computation (bit-exact on CPU
     in fp32; halves the kernel launches, which is what bounds a batch-1 forward on a GPU).
@@ -126,7 +127,11 @@ class CKDTracker:
             self.config = TrackerConfig(**{**self.config.__dict__, **overrides})
         self.device = resolve_device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        if self.config.precision != "fp32" and self.config.cast_weights:
+        if self.config.precision == "int8":
+            if self.config.stack_branches:
+                raise ConfigError("stack_branches needs float weights; int8 runs the branches one by one")
+            self.model.quantize_int8()  # in place, CPU only: the fast path owns the model
+        elif self.config.precision != "fp32" and self.config.cast_weights:
             if self.device.type == "cpu" and self.config.precision == "fp16":
                 raise ConfigError("fp16 is only supported on CUDA; use bf16 on CPU")
             self.model.to(PRECISION_DTYPES[self.config.precision])  # in place: the fast path owns the model
@@ -185,8 +190,8 @@ class CKDTracker:
         t0 = time.perf_counter()
         x_rgb, x_tir, rf = self._crops(rgb, tir, self.state, self.config.search_factor, self.search_size)
         t1 = time.perf_counter()
-        cast = self.dtype != torch.float32
-        with torch.inference_mode(), autocast(self.device, "fp32" if cast else self.config.precision):
+        converted = self.dtype != torch.float32 or self.config.precision == "int8"
+        with torch.inference_mode(), autocast(self.device, "fp32" if converted else self.config.precision):
             out = self.model(self.templates[0], self.templates[1], x_rgb, x_tir)
         score_map = out["score_map"].float()
         t2 = time.perf_counter()

@@ -116,6 +116,10 @@ class TeacherNet(nn.Module):
         if enable:
             raise ConfigError(f"stack_branches needs a two-branch CKD model; this is the {self.modality.upper()} teacher")
 
+    def quantize_int8(self) -> None:
+        """The tracker's int8 switch: teachers are fp32 evaluation baselines."""
+        raise ConfigError(f"int8 is for the CKD inference network; run the {self.modality.upper()} teacher in fp32")
+
     def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
         z, x = (template_rgb, search_rgb) if self.modality == "rgb" else (template_tir, search_tir)
         run = run_lockstep([self.branch], [self.branch.embed(z, x)], self.cfg, None, num_deciders=1)
