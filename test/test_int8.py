@@ -13,7 +13,8 @@ from conftest import random_inputs, sharpen
 from torch import nn
 
 from ckd_ros.errors import ConfigError
-from ckd_ros.model.int8 import Int8Conv3x3Group, Int8Linear, int8_available, quantize_linears
+from ckd_ros.model.head import FusedCenterHead
+from ckd_ros.model.int8 import Int8Conv3x3, Int8Linear, int8_available, quantize_linears
 from ckd_ros.tracker import CKDTracker
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="no int8 kernels on this CPU / PyTorch build")
@@ -36,22 +37,20 @@ def test_int8_linear_matches_fp32_within_quantization_noise(shape):
     assert not torch.equal(out, ref)  # it really ran the int8 kernel
 
 
-def test_int8_conv_group_equals_each_convolution_in_order():
+@pytest.mark.parametrize("size", [(9, 7), (16, 16)])
+def test_int8_conv3x3_matches_the_convolution(size):
     torch.manual_seed(1)
-    convs = [nn.Conv2d(24, c, 3, 1, 1) for c in (8, 4, 6)]
-    x = torch.randn(2, 24, 9, 7)
-    group = Int8Conv3x3Group(convs)
+    conv = nn.Conv2d(24, 10, 3, 1, 1)
+    x = torch.randn(2, 24, *size)
     with torch.inference_mode():
-        outs = group(x)
-        for conv, out in zip(convs, outs, strict=True):
-            ref = conv(x)
-            assert out.shape == ref.shape and out.is_contiguous()
-            assert relative_error(out, ref) < 0.03
+        ref, out = conv(x), Int8Conv3x3(conv.weight, conv.bias)(x)
+    assert out.shape == ref.shape and out.is_contiguous()
+    assert relative_error(out, ref) < 0.03
 
 
-def test_int8_conv_group_refuses_other_convolutions():
-    with pytest.raises(ValueError, match="3x3 stride-1 pad-1"):
-        Int8Conv3x3Group([nn.Conv2d(4, 4, 1)])
+def test_int8_conv3x3_refuses_other_kernels():
+    with pytest.raises(ValueError, match=r"\(out, in, 3, 3\)"):
+        Int8Conv3x3(torch.zeros(4, 4, 1, 1), torch.zeros(4))
 
 
 def test_quantize_int8_converts_the_heavy_layers_only(tiny_model):
@@ -64,8 +63,7 @@ def test_quantize_int8_converts_the_heavy_layers_only(tiny_model):
     linears = [m for m in tiny_model.modules() if isinstance(m, Int8Linear)]
     assert len(linears) == 2 * cfg.depth * 4  # qkv, proj, fc1, fc2 per block and branch
     assert not any(isinstance(m, nn.Linear) for m in tiny_model.modules())
-    assert isinstance(tiny_model.box_head.first_convs, Int8Conv3x3Group)
-    assert isinstance(tiny_model.box_head.conv1_ctr[0], nn.Identity)
+    assert isinstance(tiny_model.fused_head, FusedCenterHead) and isinstance(tiny_model.fused_head.first, Int8Conv3x3)
     assert isinstance(tiny_model.rgb_branch.patch_embed.proj, nn.Conv2d)  # stays fp32
     with torch.inference_mode():
         out = tiny_model(*inputs)
@@ -79,6 +77,8 @@ def test_int8_refuses_stacked_branches(tiny_model):
     tiny_model.quantize_int8()
     with pytest.raises(ConfigError, match="float weights"):
         tiny_model.stack_branches()
+    tiny_model.stack_branches(False)  # nothing to undo: the int8 head stays
+    assert isinstance(tiny_model.fused_head.first, Int8Conv3x3)
     with pytest.raises(ConfigError, match="stack_branches"):
         CKDTracker(tiny_model, precision="int8", stack_branches=True)
 

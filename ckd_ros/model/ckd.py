@@ -24,7 +24,7 @@ from ckd_ros.model.elimination import (
     template_center_mask,
 )
 from ckd_ros.model.head import CenterHead, FusedCenterHead, decode_boxes
-from ckd_ros.model.int8 import Int8Conv3x3Group, int8_available, quantize_linears
+from ckd_ros.model.int8 import int8_available, quantize_linears
 from ckd_ros.model.stacked import StackedBranches
 from ckd_ros.model.vit import ViTBranch
 
@@ -133,15 +133,17 @@ class CKDNet(nn.Module):
         (``stacked.py``) and the head's three trunks (``FusedCenterHead``) — or go back to the
         per-branch path. Takes a copy of the current weights (in their current dtype and device):
         call it after casting or loading, not before."""
-        if enable and self.int8:
-            raise ConfigError("stacked branches need float weights; an int8 model runs its branches one by one")
+        if self.int8:
+            if enable:
+                raise ConfigError("stacked branches need float weights; an int8 model runs its branches one by one")
+            return
         self.stacked = StackedBranches([self.rgb_branch, self.tir_branch], self.cfg) if enable else None
         self.fused_head = FusedCenterHead(self.box_head) if enable else None
 
     def quantize_int8(self) -> None:
-        """CPU int8 inference (``int8.py``): the branches' linear layers and the head's first
-        convolutions become int8 GEMMs, in place and for good (inference only; the fp32 weights of
-        those layers are dropped, the state_dict no longer holds them)."""
+        """CPU int8 inference (``int8.py``), in place and for good: the branches' linear layers
+        become int8 GEMMs (their fp32 weights are dropped; the state_dict no longer holds them) and
+        the head runs fused with its first convolution in int8. Inference only."""
         if self.int8:
             return
         if not int8_available():
@@ -151,10 +153,7 @@ class CKDNet(nn.Module):
         self.stack_branches(False)
         for branch in {id(b): b for b in (self.rgb_branch, self.tir_branch)}.values():
             quantize_linears(branch.blocks)
-        head = self.box_head
-        head.first_convs = Int8Conv3x3Group([getattr(head, f"conv1_{b}")[0] for b in head.BRANCHES])
-        for b in head.BRANCHES:
-            getattr(head, f"conv1_{b}")[0] = nn.Identity()
+        self.fused_head = FusedCenterHead(self.box_head, int8_first=True)
         self.int8 = True
 
     def check_inputs(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> None:

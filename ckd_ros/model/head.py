@@ -28,9 +28,6 @@ class CenterHead(nn.Module):
         for branch, cout in zip(self.BRANCHES, (1, 2, 2), strict=True):
             for i, layer in enumerate(_trunk(in_channels, width, cout), start=1):
                 setattr(self, f"conv{i}_{branch}", layer)
-        # fmap → the three trunks' first-conv outputs in one computation, whose own first
-        # convolutions are then identities (``CKDNet.quantize_int8``); None: the usual head.
-        self.first_convs: nn.Module | None = None
 
     def _run(self, branch: str, x: Tensor) -> Tensor:
         for i in range(1, 6):
@@ -38,8 +35,7 @@ class CenterHead(nn.Module):
         return x
 
     def forward(self, fmap: Tensor) -> dict[str, Tensor]:
-        inputs = self.first_convs(fmap) if self.first_convs is not None else [fmap] * len(self.BRANCHES)
-        ctr, offset, size = (self._run(b, x) for b, x in zip(self.BRANCHES, inputs, strict=True))
+        ctr, offset, size = (self._run(b, fmap) for b in self.BRANCHES)
         return _maps(ctr, offset, size)
 
 
@@ -86,10 +82,14 @@ class FusedCenterHead(nn.Module):
     convolutions (groups = 3), the final 1x1 layer padded to two outputs per trunk. Equal to the
     head up to float rounding; 2.5 → 1.3 ms for the shipped model's head on one CPU thread, and 9
     kernels instead of 39 on a GPU. The weights are copies taken when built (as stacked branches).
+
+    ``int8_first``: the first (by far the largest: 3x3 over both branches' channels) convolution
+    as an int8 GEMM (``int8.Int8Conv3x3``), for the CPU int8 path.
     """
 
-    def __init__(self, head: CenterHead) -> None:
+    def __init__(self, head: CenterHead, int8_first: bool = False) -> None:
         super().__init__()
+        self.first: nn.Module | None = None
         for i in range(1, 6):
             ws, bs = [], []
             for branch in head.BRANCHES:
@@ -100,11 +100,16 @@ class FusedCenterHead(nn.Module):
                     w, b = torch.cat([w, torch.zeros_like(w)]), torch.cat([b, torch.zeros_like(b)])
                 ws.append(w)
                 bs.append(b)
+            if i == 1 and int8_first:
+                from ckd_ros.model.int8 import Int8Conv3x3
+
+                self.first = Int8Conv3x3(torch.cat(ws), torch.cat(bs))
+                continue
             self.register_buffer(f"w{i}", torch.cat(ws).contiguous(), persistent=False)
             self.register_buffer(f"b{i}", torch.cat(bs).contiguous(), persistent=False)
 
     def forward(self, fmap: Tensor) -> dict[str, Tensor]:
-        x = torch.relu(F.conv2d(fmap, self.w1, self.b1, padding=1))
+        x = torch.relu(self.first(fmap) if self.first is not None else F.conv2d(fmap, self.w1, self.b1, padding=1))
         for i in (2, 3, 4):
             x = torch.relu(F.conv2d(x, getattr(self, f"w{i}"), getattr(self, f"b{i}"), padding=1, groups=3))
         out = F.conv2d(x, self.w5, self.b5, groups=3)  # channels: ctr (+ a zero pad), offset, size

@@ -7,7 +7,8 @@ a ViT-B-sized linear layer measured 2.9-3.9x faster than fp32 on a 2-core AVX-51
 
 - every linear layer of both branches (qkv, proj, fc1, fc2: ~90 % of a ViT-B forward);
 - the first convolution of the head's three trunks, which all read the same fused feature map,
-  as one GEMM over an im2col of that map (3×3 conv over 1536 channels: ~2.7 GMAC per frame).
+  as one GEMM over an im2col of that map (3×3 conv over 1536 channels: ~2.7 GMAC per frame); the
+  rest of the head runs fused in fp32 (``head.FusedCenterHead``).
 
 Weights: symmetric int8, one scale per output channel, taken once. Activations: asymmetric uint8,
 one scale per call from the tensor's own range (dynamic quantization), so no calibration data is
@@ -96,32 +97,27 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-class Int8Conv3x3Group(nn.Module):
-    """Several 3×3, stride-1, pad-1 convolutions of one input as one int8 GEMM.
+class Int8Conv3x3(nn.Module):
+    """A 3×3, stride-1, pad-1 convolution (weight (out, in, 3, 3), bias) as one int8 GEMM.
 
     im2col by nine shifted slices of a channels-last copy (F.unfold was 4x slower here); the
-    weights are reordered to the (ky, kx, c) layout those slices produce. Returns the convolutions'
-    outputs in the order given, NCHW.
+    weight is reordered to the (ky, kx, c) layout those slices produce. NCHW in and out.
     """
 
-    def __init__(self, convs: list[nn.Conv2d]) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor) -> None:
         super().__init__()
-        for c in convs:
-            if c.kernel_size != (3, 3) or c.stride != (1, 1) or c.padding != (1, 1) or c.groups != 1 or c.dilation != (1, 1):
-                raise ValueError(f"Int8Conv3x3Group needs 3x3 stride-1 pad-1 convolutions, got {c}")
-        self.splits = [c.out_channels for c in convs]
-        weight = torch.cat([c.weight.detach().permute(0, 2, 3, 1).reshape(c.out_channels, -1) for c in convs])
-        biases = [c.bias.detach() if c.bias is not None else torch.zeros(c.out_channels) for c in convs]
-        self.packed = _pack(weight, torch.cat(biases))
+        if weight.ndim != 4 or weight.shape[-2:] != (3, 3):
+            raise ValueError(f"Int8Conv3x3 needs a (out, in, 3, 3) weight, got {tuple(weight.shape)}")
+        self.out_channels = weight.shape[0]
+        self.packed = _pack(weight.detach().permute(0, 2, 3, 1).reshape(weight.shape[0], -1), bias)
         self.reduce_range = torch.backends.quantized.engine != "onednn"
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
         xp = F.pad(x.float(), (1, 1, 1, 1)).permute(0, 2, 3, 1)
         cols = torch.cat([xp[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], dim=-1)
         y = torch.ops.quantized.linear_dynamic(cols.reshape(b * h * w, -1), self.packed, self.reduce_range)
-        y = y.view(b, h, w, -1).permute(0, 3, 1, 2)
-        return [part.contiguous() for part in y.split(self.splits, dim=1)]
+        return y.view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
 def quantize_linears(module: nn.Module) -> int:
