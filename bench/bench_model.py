@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Model-only latency of the CKD network at batch 1 (spec §6 measures the same thing).
 
-One table per device: each variant in eager fp32 (the reference), with fused attention, and under
-bf16 (CPU with AVX-512 BF16, CUDA) / fp16 (CUDA) autocast, with the ratio to eager fp32 of the same
-variant in the same run. Usage: python bench/bench_model.py [--variants ckd_vitb_mce ckd_small]
+One table per device: each variant in eager fp32 (the reference), with fused attention, with
+stacked branches, under bf16 (CPU with AVX-512 BF16, CUDA) / fp16 (CUDA), autocast and cast
+weights, and in int8 (x86 CPU), with the ratio to eager fp32 of the same variant in the same run.
+Usage: python bench/bench_model.py [--variants ckd_vitb_mce ckd_small]
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def main() -> int:
             )
             t = Timing(tuple(report.latencies_ms[3:] or [float("nan")]))
             print(
-                f"{layout:<8} {rate:7.0f} {n:6d} {report.processed:9d} {report.dropped:7d} {report.processed / report.seconds:9.1f} "
+                f"{layout:<8} {rate:7.0f} {n:6d} {report.processed:9d} {report.dropped:7d} "
+                f"{report.processed / report.seconds:9.1f} "
                 f"{t.pct(50):8.2f} {t.pct(95):8.2f} {t.pct(99):8.2f}",
                 flush=True,
             )
