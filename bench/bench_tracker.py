@@ -41,7 +41,7 @@ def frames(n: int, h: int = 480, w: int = 640) -> list[tuple[np.ndarray, np.ndar
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", nargs="+", default=["ckd_vitb_mce", "ckd_small", "ckd_tiny"])
+    ap.add_argument("--variants", nargs="+", default=["ckd_vitb_mce", "ckd_vitb", "ckd_small", "ckd_tiny"])
     ap.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     ap.add_argument("--frames", type=int, default=0, help="timed frames (default: 15 for ViT-B on CPU, else 150)")
     args = ap.parse_args()

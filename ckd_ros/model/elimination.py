@@ -34,14 +34,16 @@ def search_scores(attn: Tensor, num_template: int, template_mask: Tensor | None)
     """Per search token, the attention paid to it by the selected template rows.
 
     ``attn`` (B, H, N, N) → (B, Ls). Mean over the selected template rows first, then over heads:
-    the official order, which matters for bit-exact ranking.
+    the official order, which matters for bit-exact ranking. The selected rows are summed with the
+    others zeroed rather than picked by boolean indexing, which would wait for the GPU (nonzero)
+    in the middle of the frame; for the official one-row mask (CTR_POINT) that is exact.
     """
-    b, h = attn.shape[:2]
     a_ts = attn[:, :, :num_template, num_template:]
-    if template_mask is not None:
-        rows = template_mask.unsqueeze(1).unsqueeze(-1).expand(-1, h, -1, a_ts.shape[-1])
-        a_ts = a_ts[rows].view(b, h, -1, a_ts.shape[-1])
-    return a_ts.mean(dim=2).mean(dim=1)
+    if template_mask is None:
+        return a_ts.mean(dim=2).mean(dim=1)
+    rows = template_mask[:, None, :, None]  # (B, 1, Lz, 1)
+    count = template_mask.sum(dim=1, dtype=a_ts.dtype)[:, None, None]
+    return (a_ts.masked_fill(~rows, 0).sum(dim=2) / count).mean(dim=1)
 
 
 def rank_search_tokens(scores: Tensor, keep: int) -> tuple[Tensor, Tensor]:

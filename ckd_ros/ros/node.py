@@ -135,9 +135,11 @@ class TrackerNodeMixin:
         self.topics_text = f"{names[0]} + {names[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
         self.configured = True
         cfg = self.tracker.config
-        extras = [cfg.precision] + (["stacked branches"] if cfg.stack_branches else [])
+        extras = [cfg.precision + (" (auto)" if self.p["precision"] == "auto" else "")]
+        extras += ["stacked branches"] if cfg.stack_branches else []
         if self.tracker.device.type == "cpu":
-            extras.append(f"{torch.get_num_threads()} threads")
+            n = torch.get_num_threads()
+            extras.append(f"{n} thread{'s' if n > 1 else ''}")
         self.log.info(
             f"ckd_tracker configured: model {self.tracker.model.cfg.name} on {self.tracker.device} ({', '.join(extras)}); "
             f"inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, {self.sync.backend})"
