@@ -51,16 +51,26 @@ def test_bag_round_trip(dataset, tmp_path, storage):
         write_sequence_bag(seq, bag)
 
 
-def test_lockstep_replay_through_the_node_equals_offline_eval(dataset, tmp_path):
+@pytest.mark.parametrize("node_process", [False, True], ids=["node-in-process", "node-process"])
+def test_lockstep_replay_through_the_node_equals_offline_eval(dataset, tmp_path, node_process):
+    """In this process, or in its own (as ``ckd-ros launch`` starts it), the node's boxes are the
+    offline tracker's."""
     (seq,) = read_dataset("synthetic", dataset)
     ckpt = dataset.parent / "tiny.pt"
     offline = track_sequence(CKDTracker(load_model(ckpt)), seq.pairs(), seq.init_box).boxes
     bag = write_sequence_bag(seq, tmp_path / "b")
-    report = replay(bag, str(ckpt), mode="lockstep", progress=False)
+    report = replay(bag, str(ckpt), mode="lockstep", progress=False, node_process=node_process)
     assert report.frames == report.processed == 24 and report.dropped == 0
     assert np.abs(report.boxes - np.array(offline)).max() < 1e-3
     assert report.metrics is not None and 0 <= report.metrics["SR"] <= 1
     assert len(report.latencies_ms) == 24 and min(report.latencies_ms) > 0
+
+
+def test_a_node_process_that_fails_to_start_is_reported_with_its_error(dataset, tmp_path):
+    (seq,) = read_dataset("synthetic", dataset)
+    bag = write_sequence_bag(seq, tmp_path / "b")
+    with pytest.raises(RuntimeError, match=r"exited with 2: .*missing\.pt"):
+        replay(bag, str(tmp_path / "missing.pt"), progress=False, node_process=True)
 
 
 def test_realtime_replay_counts_drops_and_robot_bags_need_an_init(dataset, tmp_path):

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ckd_ros.model.int8 import Int8Conv3x3
+
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -101,8 +103,6 @@ class FusedCenterHead(nn.Module):
                 ws.append(w)
                 bs.append(b)
             if i == 1 and int8_first:
-                from ckd_ros.model.int8 import Int8Conv3x3
-
                 self.first = Int8Conv3x3(torch.cat(ws), torch.cat(bs))
                 continue
             self.register_buffer(f"w{i}", torch.cat(ws).contiguous(), persistent=False)

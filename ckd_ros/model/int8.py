@@ -2,10 +2,10 @@
 
 On x86 CPUs without AMX, bf16 matmuls run no faster than fp32 (one ``vdpbf16ps`` per cycle does
 the work of two fp32 FMAs), but VNNI's int8 dot products do four times the work per instruction:
-a ViT-B-sized linear layer measured 2.9-3.9x faster than fp32 on a 2-core AVX-512 Xeon
+ViT-B's linear layers measured 2.5-3.9x faster than fp32 (by shape) on a 2-core AVX-512 Xeon
 (bench/bench_model.py gives the whole-network figure). What is quantized:
 
-- every linear layer of both branches (qkv, proj, fc1, fc2: ~90 % of a ViT-B forward);
+- every linear layer of both branches (qkv, proj, fc1, fc2: most of a ViT-B forward's arithmetic);
 - the first convolution of the head's three trunks, which all read the same fused feature map,
   as one GEMM over an im2col of that map (3×3 conv over 1536 channels: ~2.7 GMAC per frame); the
   rest of the head runs fused in fp32 (``head.FusedCenterHead``).

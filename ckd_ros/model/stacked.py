@@ -3,8 +3,8 @@
 The RGB and TIR branches have the same shapes block for block, and under MCE they also keep the
 same search positions, so every linear layer of the two branches is one ``baddbmm`` over stacked
 weights (the patch embedding too, as a matmul over flattened patches) and every attention one
-kernel over a batch of 2·B. That halves the number of kernels per
-frame, which is what limits a batch-1 forward on a GPU (launch-bound) and costs little on a CPU.
+kernel over a batch of 2·B. That halves the number of kernels per frame, which is what limits a
+batch-1 forward on a GPU (launch-bound) and costs little on a CPU.
 Plain CE (per-branch decisions) stacks too: the kept counts are equal, only the indices differ.
 
 The stacked weights are copies taken when the model is switched to this path (``CKDNet.

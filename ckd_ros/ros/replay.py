@@ -69,6 +69,7 @@ def replay(
     params: dict | None = None,
     slop: float = 0.02,
     progress: bool = True,
+    node_process: bool = False,
 ) -> ReplayReport:
     """Play a bag through the node (see the module doc); the init box defaults to the first GT box."""
     frames = read_bag(bag, topics)
@@ -80,7 +81,18 @@ def replay(
             raise InputError(f"{bag}: no ground truth at the first frame on {topics.gt}; give an init box")
         init_box = frames.gt[pairs[0][0]]
     return play_through_node(
-        pairs, frames.gt or None, init_box, checkpoint, topics, mode, rate_scale, params, slop, progress, Path(bag).name
+        pairs,
+        frames.gt or None,
+        init_box,
+        checkpoint,
+        topics,
+        mode,
+        rate_scale,
+        params,
+        slop,
+        progress,
+        Path(bag).name,
+        node_process,
     )
 
 
@@ -132,7 +144,7 @@ def play_through_node(
     own_context = not rclpy.ok()
     if own_context:
         rclpy.init()
-    proc = node = None
+    proc = node = ex = None
     try:
         if node_process:
             proc = _NodeProcess(overrides, topics, name)
@@ -202,6 +214,8 @@ def play_through_node(
             node.destroy_node()
         player.destroy_node()
     finally:
+        if ex is not None:
+            ex.shutdown()  # again after an error: its thread must not outlive the context
         if proc is not None:
             proc.stop()
         if own_context:
