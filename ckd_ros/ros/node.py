@@ -144,6 +144,11 @@ class TrackerNodeMixin:
             f"ckd_tracker configured: model {self.tracker.model.cfg.name} on {self.tracker.device} ({', '.join(extras)}); "
             f"inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, {self.sync.backend})"
         )
+        if self.p["precision"] == "auto" and cfg.precision != "fp32":
+            self.log.info(
+                f"precision {cfg.precision} chosen as the fastest here; boxes follow fp32 within the documented "
+                "tolerance (README, Speed); precision:=fp32 gives the reference outputs"
+            )
 
     def _teardown(self) -> None:
         if not self.configured:
