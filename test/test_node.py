@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray  # noqa: E402
 from ckd_ros.model import build_model, save_checkpoint  # noqa: E402
 from ckd_ros.ros.conversions import box_to_bbox, image_msg  # noqa: E402
 from ckd_ros.ros.node import CKDTrackerNode  # noqa: E402
+from ckd_ros.ros.spinning import BackgroundSpinner  # noqa: E402
 
 pytestmark = pytest.mark.ros
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -76,8 +76,7 @@ class Graph:
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor).start()
         self.rng = np.random.default_rng(0)
         self.sec = 100
         assert wait_for(
@@ -117,7 +116,7 @@ class Graph:
         return {kv.key: kv.value for kv in self.diags[-1].status[0].values} if self.diags else {}
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         self.peer.destroy_node()
 
@@ -313,8 +312,7 @@ def test_node_in_a_second_process_via_ckd_ros_launch(checkpoint):
         peer.create_subscription(Detection2DArray, "/ckd_tracker/detections", got.append, RELIABLE)
         ex = SingleThreadedExecutor()
         ex.add_node(peer)
-        th = threading.Thread(target=ex.spin, daemon=True)
-        th.start()
+        spinner = BackgroundSpinner(ex).start()
         assert wait_for(lambda: pub_rgb.get_subscription_count() >= 1 and pub_tir.get_subscription_count() >= 1, 30)
         rng = np.random.default_rng(1)
 
@@ -338,7 +336,7 @@ def test_node_in_a_second_process_via_ckd_ros_launch(checkpoint):
         tail = [m for m in got if m.header.stamp.sec > 1000]
         assert [m.header.stamp.sec for m in tail] == list(range(1001, 1011))
         assert all(len(m.detections) == 1 for m in tail)
-        ex.shutdown()
+        spinner.stop()
         peer.destroy_node()
     finally:
         rclpy.try_shutdown()
@@ -398,8 +396,7 @@ def test_lifecycle_node_transitions(checkpoint):
         ex = SingleThreadedExecutor()
         ex.add_node(node)
         ex.add_node(peer)
-        th = threading.Thread(target=ex.spin, daemon=True)
-        th.start()
+        spinner = BackgroundSpinner(ex).start()
         assert not node.configured and not hasattr(node, "tracker")  # unconfigured: no model loaded yet
         assert node.set_parameters([Parameter("init_box", value=[50.0, 40.0, 40.0, 30.0])])[0].successful
 
@@ -431,8 +428,31 @@ def test_lifecycle_node_transitions(checkpoint):
         assert node.trigger_cleanup() == ok and not node.configured and not hasattr(node, "tracker")
         assert node.trigger_configure() == ok and node.tracker.model is not None  # the model loads again
         assert node.trigger_shutdown() == ok and not node.configured
-        ex.shutdown()
+        spinner.stop()
         peer.destroy_node()
         node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_background_spinner_stops_promptly_while_callbacks_keep_coming():
+    """Stopping while a 1 ms timer keeps the executor busy, many times over: the thread always ends
+    (``Executor.shutdown`` from outside a running ``spin`` could leave it in a busy loop)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    rclpy.init()
+    try:
+        for _ in range(20):
+            node = rclpy.create_node("spinner_probe")
+            ticks: list[int] = []
+            node.create_timer(0.001, lambda ticks=ticks: ticks.append(1))
+            ex = SingleThreadedExecutor()
+            ex.add_node(node)
+            spinner = BackgroundSpinner(ex).start()
+            assert wait_for(lambda ticks=ticks: len(ticks) > 3, 5)
+            t0 = time.monotonic()
+            spinner.stop()
+            assert time.monotonic() - t0 < 1.0 and not spinner._thread.is_alive()
+            node.destroy_node()
     finally:
         rclpy.try_shutdown()

@@ -124,6 +124,7 @@ def play_through_node(
     from vision_msgs.msg import Detection2DArray
 
     from ckd_ros.ros.node import CKDTrackerNode
+    from ckd_ros.ros.spinning import BackgroundSpinner
 
     if mode not in ("realtime", "lockstep"):
         raise ConfigError(f"mode {mode!r} is not realtime or lockstep")
@@ -144,7 +145,7 @@ def play_through_node(
     own_context = not rclpy.ok()
     if own_context:
         rclpy.init()
-    proc = node = ex = None
+    proc = node = spinner = None
     try:
         if node_process:
             proc = _NodeProcess(overrides, topics, name)
@@ -176,8 +177,7 @@ def play_through_node(
         for n in (node, player):
             if n is not None:
                 ex.add_node(n)
-        spin = threading.Thread(target=ex.spin, daemon=True)
-        spin.start()
+        spinner = BackgroundSpinner(ex).start()
         deadline = time.monotonic() + (120 if node_process else 30)  # a node process loads torch first
         while (pub_rgb.get_subscription_count() < 1 or pub_tir.get_subscription_count() < 1) and time.monotonic() < deadline:
             if proc is not None:
@@ -209,13 +209,13 @@ def play_through_node(
         else:
             processed = sum(1 for s, _, _ in pairs if s in results)
             dropped = len(pairs) - processed
-        ex.shutdown()
+        spinner.stop()
         if node is not None:
             node.destroy_node()
         player.destroy_node()
     finally:
-        if ex is not None:
-            ex.shutdown()  # again after an error: its thread must not outlive the context
+        if spinner is not None:
+            spinner.stop()  # again after an error: its thread must not outlive the context
         if proc is not None:
             proc.stop()
         if own_context:
