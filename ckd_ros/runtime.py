@@ -136,7 +136,7 @@ def auto_precision(device: torch.device, cfg: object) -> str:
     ``BF16_MIN_SPEEDUP`` times faster (AMX), else int8 where its probe measures at least
     ``INT8_MIN_SPEEDUP`` (VNNI); fp32 otherwise. bf16 comes first: it needs no model surgery and
     rounds less. Small models stay fp32 on CPU: per-op overhead bounds them, not matmul
-    throughput (int8 measured 0.97x, bf16 slower; bench/bench_model.py)."""
+    throughput (int8 measured 0.6-0.8x, bf16 0.5-0.7x; bench/bench_model.py)."""
     if device.type == "cuda":
         return "fp16"
     if _is_small(cfg):
@@ -150,8 +150,8 @@ def auto_precision(device: torch.device, cfg: object) -> str:
 
 def auto_stack_branches(device: torch.device, cfg: object, precision: str = "fp32") -> bool:
     """Stack the two branches where kernel launches and per-op overhead dominate a batch-1 forward:
-    always on CUDA, and for small models on a CPU (measured 1.34x model-only for ckd_small on 2
-    cores). ViT-B on a CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
+    always on CUDA, and for small models on a CPU (measured 1.3-1.5x model-only for ckd_small on
+    2 cores). ViT-B on a CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
     it keeps the per-branch path and saves the copy of the weights that stacking holds. An int8
     model never stacks (its branches hold packed int8 weights)."""
     if precision == "int8":
