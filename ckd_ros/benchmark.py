@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ckd_ros.model.int8 import int8_available
-from ckd_ros.runtime import PRECISION_DTYPES, autocast, cpu_supports_bf16
+from ckd_ros.runtime import PRECISION_DTYPES, autocast, convert_weights, cpu_supports_bf16
 
 
 @dataclass(frozen=True)
@@ -86,21 +86,10 @@ def model_modes(device: torch.device) -> list[tuple[str, bool, str, bool, bool]]
     return out
 
 
-def prepare_model(model: torch.nn.Module, precision: str, cast: bool) -> torch.nn.Module:
-    """The model a mode runs: the original, or a converted copy (weights cast, or int8)."""
-    import copy
-
-    if precision == "int8":
-        m = copy.deepcopy(model)
-        m.quantize_int8()
-        return m
-    if cast:
-        return copy.deepcopy(model).to(PRECISION_DTYPES[precision])
-    return model
-
-
 def run_model_benchmark(variants: list[str], devices: list[str], iters: int = 0, out=print) -> None:
     """Model-only forward latency at batch 1 per variant and mode, with the ratio to eager fp32."""
+    import copy
+
     from ckd_ros.model import build_model, load_variant
 
     for dev_name in devices:
@@ -116,7 +105,7 @@ def run_model_benchmark(variants: list[str], devices: list[str], iters: int = 0,
             big = cfg.embed_dim >= 768 and device.type == "cpu"
             base = None
             for label, fused, precision, cast, stacked in model_modes(device):
-                m = prepare_model(model, precision, cast)
+                m = convert_weights(copy.deepcopy(model), precision) if cast else model
                 x = [i.to(PRECISION_DTYPES[precision]) for i in inputs] if cast and precision in PRECISION_DTYPES else inputs
                 m.fused_attention = fused
                 m.stack_branches(stacked)

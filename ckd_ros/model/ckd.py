@@ -135,7 +135,7 @@ class CKDNet(nn.Module):
         call it after casting or loading, not before."""
         if self.int8:
             if enable:
-                raise ConfigError("stacked branches need float weights; an int8 model runs its branches one by one")
+                raise ConfigError("stack_branches needs float weights; an int8 model runs its branches one by one")
             return
         self.stacked = StackedBranches([self.rgb_branch, self.tir_branch], self.cfg) if enable else None
         self.fused_head = FusedCenterHead(self.box_head) if enable else None

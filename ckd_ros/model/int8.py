@@ -44,6 +44,11 @@ def _engine() -> str | None:
     return next((e for e in _ENGINES if e in supported), None)
 
 
+def _reduce_range() -> bool:
+    """FBGEMM-style kernels need 7-bit activations to avoid overflow; oneDNN does not."""
+    return torch.backends.quantized.engine != "onednn"
+
+
 @contextmanager
 def _quiet_quantized_tensors() -> Iterator[None]:
     with warnings.catch_warnings():
@@ -74,7 +79,7 @@ def int8_available() -> bool:
     try:
         torch.backends.quantized.engine = engine
         packed = _pack(torch.ones(8, 8), torch.zeros(8))
-        torch.ops.quantized.linear_dynamic(torch.ones(2, 8), packed, engine != "onednn")
+        torch.ops.quantized.linear_dynamic(torch.ones(2, 8), packed, _reduce_range())
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
     return True
@@ -87,8 +92,7 @@ class Int8Linear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.packed = _pack(linear.weight, linear.bias)
-        # FBGEMM-style kernels need 7-bit activations to avoid overflow; oneDNN does not.
-        self.reduce_range = torch.backends.quantized.engine != "onednn"
+        self.reduce_range = _reduce_range()
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.ops.quantized.linear_dynamic(x.float().contiguous(), self.packed, self.reduce_range)
@@ -110,7 +114,7 @@ class Int8Conv3x3(nn.Module):
             raise ValueError(f"Int8Conv3x3 needs a (out, in, 3, 3) weight, got {tuple(weight.shape)}")
         self.out_channels = weight.shape[0]
         self.packed = _pack(weight.detach().permute(0, 2, 3, 1).reshape(weight.shape[0], -1), bias)
-        self.reduce_range = torch.backends.quantized.engine != "onednn"
+        self.reduce_range = _reduce_range()
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape

@@ -100,7 +100,7 @@ class StackedBranches(nn.Module):
         self.register_buffer("patch_w", _stack([br.patch_embed.proj.weight.flatten(1) for br in branches]), persistent=False)
         self.register_buffer("patch_b", _stack([br.patch_embed.proj.bias for br in branches]), persistent=False)
         pos = [torch.cat([br.pos_embed_z, br.pos_embed_x], dim=1) for br in branches]  # (1, Lz+Ls, C) each
-        self.register_buffer("pos", torch.stack([p.detach() for p in pos]), persistent=False)
+        self.register_buffer("pos", _stack(pos), persistent=False)
         self.blocks = nn.ModuleList(StackedBlock([br.blocks[i] for br in branches], cfg.num_heads) for i in range(cfg.depth))
         self.register_buffer("norm_w", _stack([br.norm.weight for br in branches]), persistent=False)
         self.register_buffer("norm_b", _stack([br.norm.bias for br in branches]), persistent=False)

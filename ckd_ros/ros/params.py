@@ -137,11 +137,16 @@ def declare_all(node) -> dict[str, Any]:
     return {p.name: node.get_parameter(p.name).value for p in PARAMS}
 
 
+def yaml_value(value: Any) -> str:
+    """A parameter value as one line of YAML: the parameter file, and ``-p name:=value``."""
+    import yaml
+
+    return '""' if value == "" else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def yaml_text() -> str:
     """config/ckd_tracker.yaml, generated from PARAMS (regenerate after changing them:
     ``python -c "from ckd_ros.ros.params import yaml_text; print(yaml_text(), end='')" > config/ckd_tracker.yaml``)."""
-    import yaml
-
     lines = [
         "# ckd_tracker parameters (ros2 launch ckd_ros ckd_tracker.launch.py, or ckd-ros launch).",
         "# Every parameter is also a launch argument of the same name. Descriptions: ros2 param describe.",
@@ -149,9 +154,7 @@ def yaml_text() -> str:
         "  ros__parameters:",
     ]
     for p in PARAMS:
-        value = (
-            '""' if p.default == "" else yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("...").strip()
-        )
+        value = yaml_value(p.default)
         choices = f" ({', '.join(c or '<empty>' for c in p.choices)})" if p.choices else ""
         lines.append(f"    # {p.description}{choices}{' [read-only]' if p.read_only else ''}")
         lines.append(f"    {p.name}: {value}")

@@ -233,15 +233,6 @@ def play_through_node(
     return report
 
 
-def _ros_value(value: object) -> str:
-    """A parameter value as ``-p name:=value`` text (YAML)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_ros_value(v) for v in value) + "]"
-    return str(value)
-
-
 class _NodeProcess:
     """The ckd_tracker node started as ``ckd-ros launch`` would, its output kept for error messages."""
 
@@ -250,8 +241,9 @@ class _NodeProcess:
         import tempfile
 
         from ckd_ros.ros.launcher import node_command
+        from ckd_ros.ros.params import yaml_value
 
-        cmd = node_command(None, topics.rgb, topics.thermal, [f"{k}:={_ros_value(v)}" for k, v in overrides.items()])
+        cmd = node_command(None, topics.rgb, topics.thermal, [f"{k}:={yaml_value(v)}" for k, v in overrides.items()])
         self.log = tempfile.TemporaryFile(mode="w+", prefix=f"ckd_tracker_{name}_")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 

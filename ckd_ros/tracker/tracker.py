@@ -18,7 +18,7 @@ import torch
 
 from ckd_ros.errors import ConfigError, InputError
 from ckd_ros.model import CKDNet, decode_boxes
-from ckd_ros.runtime import PRECISION_DTYPES, autocast, check_precision, resolve_device
+from ckd_ros.runtime import autocast, check_precision, convert_weights, resolve_device
 from ckd_ros.tracker.geometry import Box, clip_box, crop_numpy, crop_torch, crop_window, hann_window, map_back
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,6 +66,8 @@ class TrackerConfig:
             raise ConfigError(f"score_threshold {self.score_threshold} is not in [0, 1]")
         if self.lost_frames < 1:
             raise ConfigError(f"lost_frames {self.lost_frames} must be at least 1")
+        if self.precision == "int8" and self.stack_branches:
+            raise ConfigError("stack_branches needs float weights; int8 runs the branches one by one")
 
 
 @dataclass(frozen=True)
@@ -127,14 +129,10 @@ class CKDTracker:
             self.config = TrackerConfig(**{**self.config.__dict__, **overrides})
         self.device = resolve_device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        if self.config.precision == "int8":
-            if self.config.stack_branches:
-                raise ConfigError("stack_branches needs float weights; int8 runs the branches one by one")
-            self.model.quantize_int8()  # in place, CPU only: the fast path owns the model
-        elif self.config.precision != "fp32" and self.config.cast_weights:
+        if self.config.precision == "int8" or self.config.cast_weights:
             if self.device.type == "cpu" and self.config.precision == "fp16":
                 raise ConfigError("fp16 is only supported on CUDA; use bf16 on CPU")
-            self.model.to(PRECISION_DTYPES[self.config.precision])  # in place: the fast path owns the model
+            convert_weights(self.model, self.config.precision)  # in place: the fast path owns the model
         self.model.fused_attention = self.config.fused_attention
         self.model.stack_branches(self.config.stack_branches)  # after the cast: it copies the weights
         self.dtype = next(self.model.parameters()).dtype
