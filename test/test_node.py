@@ -238,8 +238,8 @@ def test_malformed_messages_are_counted_and_the_node_keeps_running(graph):
     bad = g.node.set_parameters([Parameter("init_box", value=[500.0, 10.0, 30.0, 30.0])])[0]  # outside: rejected at the frame
     assert bad.successful
     g.publish_paced(2)
-    assert wait_for(lambda: g.diag().get("malformed") == "5", 5)
-    assert g.diag()["state"] == "tracking"  # the old target keeps being tracked
+    assert wait_for(lambda: g.diag().get("init_rejected") == "1", 5)
+    assert g.diag()["malformed"] == "4" and g.diag()["state"] == "tracking"  # the old target keeps being tracked
 
 
 def test_flood_keeps_memory_flat_and_counts_drops(graph):

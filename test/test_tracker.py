@@ -147,12 +147,37 @@ def test_score_is_the_raw_peak_and_lost_after_n_low_frames(tiny_model):
         ((-50, 10, 20, 20), "outside"),
         ((1, 2, 3), "four numbers"),
         ("abc", "four numbers"),
+        ((-100, -100, 30000, 30000), "larger than the"),  # would ask for a crop of tens of GiB
+        ((0, 0, 20, 10000), "larger than the"),
     ],
 )
 def test_bad_boxes(tiny_model, box, message):
     rgb, tir = synthetic_frames(1)[0]
     with pytest.raises(InputError, match=message):
         CKDTracker(tiny_model).initialize(rgb, tir, box)
+
+
+def test_a_frame_of_another_size_is_refused_and_the_target_kept(tiny_model):
+    (rgb, tir), (rgb2, tir2) = synthetic_frames(2)
+    trk = CKDTracker(tiny_model)
+    trk.initialize(rgb, tir, (40, 30, 20, 16))
+    with pytest.raises(InputError, match="initialised on"):
+        trk.track(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1, 3), np.uint8))
+    assert trk.state == (40.0, 30.0, 20.0, 16.0) and trk.frame == 0
+    assert trk.track(rgb2, tir2).valid
+
+
+def test_non_finite_outputs_are_a_lost_frame_that_keeps_the_last_good_box(tiny_model):
+    (rgb, tir), (rgb2, tir2), (rgb3, tir3) = synthetic_frames(3)
+    trk = CKDTracker(tiny_model, lost_frames=5)
+    trk.initialize(rgb, tir, (40, 30, 20, 16))
+    good = trk.track(rgb2, tir2)
+    hook = tiny_model.register_forward_hook(lambda _m, _i, out: {k: v * float("nan") for k, v in out.items()})
+    bad = trk.track(rgb3, tir3)
+    assert not bad.valid and bad.lost and math.isnan(bad.score) and bad.box == good.box == trk.state
+    hook.remove()
+    again = trk.track(rgb3, tir3)
+    assert again.valid and math.isfinite(again.score)
 
 
 def test_bad_images(tiny_model):

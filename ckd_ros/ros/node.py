@@ -17,10 +17,12 @@ mailbox; a worker thread owns the model, preprocesses, tracks and publishes.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import rclpy
 import torch
@@ -35,20 +37,41 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray
 
-from ckd_ros.errors import CKDError
+from ckd_ros.errors import CKDError, InputError
 from ckd_ros.model import load_model
 from ckd_ros.preprocess import AGCConfig, FramePreprocessor, PreprocessConfig
 from ckd_ros.resources import shipped_model
 from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, image_msg, raw_image, stamp_seconds
+from ckd_ros.ros.health import ERROR, OK, WARN, Health
 from ckd_ros.ros.params import BY_NAME, declare_all
 from ckd_ros.ros.sync import PairSync
 from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
 from ckd_ros.runtime import auto_precision, auto_stack_branches, inference_threads, resolve_device
-from ckd_ros.tracker import CKDTracker, check_box
+from ckd_ros.tracker import CKDTracker, TrackResult
 from ckd_ros.viz import annotate_pair
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 RUNTIME_TRACKER = ("score_threshold", "lost_frames")
+# What a CUDA failure says (OutOfMemoryError aside): driver, cuDNN/cuBLAS, kernel and assert errors.
+CUDA_FAILURE = re.compile(r"CUDA|cuda|cuDNN|CUDNN|cuBLAS|CUBLAS|NVRTC|device-side assert|out of memory")
+
+
+class InitRequest(NamedTuple):
+    box: tuple[float, ...]
+    stamp: float | None  # apply to the first pair stamped at or after this (None: the next pair)
+    source: str
+
+
+def is_cuda_failure(exc: BaseException, device: torch.device) -> bool:
+    """Whether ``exc`` is the GPU failing (out of memory, a driver or kernel error) rather than a bug
+    or bad input, which moving to the CPU would not cure. torch < 2.8 has no AcceleratorError and
+    raises a plain RuntimeError naming CUDA."""
+    if device.type != "cuda" or isinstance(exc, CKDError):
+        return False
+    typed = (torch.cuda.OutOfMemoryError, *([torch.AcceleratorError] if hasattr(torch, "AcceleratorError") else []))
+    return isinstance(exc, typed) or (isinstance(exc, RuntimeError) and bool(CUDA_FAILURE.search(str(exc))))
+
+
 RUNTIME_PREPROCESS = (
     "thermal_agc",
     "agc_low_percentile",
@@ -93,11 +116,15 @@ class TrackerNodeMixin:
         self.tracker = self._load_tracker()
         self.state = "idle"
         self.track_id = 0
-        self.malformed = 0
-        self.errors = 0
         self.frames = 0
-        self._lock = threading.Lock()
-        self._pending_init: tuple[tuple[float, ...], float | None, str] | None = None
+        self.health = Health()
+        # Held only to swap the requests below, never across a frame: init, reset and parameter
+        # changes never wait for inference. A reset bumps the generation; the worker resets the
+        # tracker before its next frame and discards the answer of a frame that ran across it.
+        self._ctl = threading.Lock()
+        self._pending_init: InitRequest | None = None
+        self._generation = 0
+        self._tracker_generation = 0
         self._last_size: tuple[int, int] | None = None
         self._last_debug = 0.0
         self.rates = {k: RateMeter() for k in ("rgb", "thermal", "pair", "processed")}
@@ -169,9 +196,13 @@ class TrackerNodeMixin:
         del self.tracker  # frees the model (and GPU memory) until the next configure
 
     # -- model ---------------------------------------------------------------------------------
-    def _load_tracker(self) -> CKDTracker:
+    def _load_model(self, device: torch.device):
         p = self.p
         path = p["checkpoint"] or shipped_model()
+        return load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
+
+    def _load_tracker(self) -> CKDTracker:
+        p = self.p
         try:
             device = resolve_device(p["device"])
         except CKDError as exc:
@@ -181,7 +212,7 @@ class TrackerNodeMixin:
             device = torch.device("cpu")
         if device.type == "cpu":
             torch.set_num_threads(inference_threads(p["cpu_threads"]))
-        model = load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
+        model = self._load_model(device)
         precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
         stack = (
             auto_stack_branches(device, model.cfg, precision) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
@@ -195,16 +226,27 @@ class TrackerNodeMixin:
             stack_branches=stack,
         )
 
-    def _fallback_to_cpu(self, exc: BaseException) -> None:
-        self.log.error(f"CUDA failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); moving the model to the CPU")
-        box = self.tracker.state
-        self.tracker = CKDTracker(
-            self.tracker.model.to("cpu", torch.float32),
-            device="cpu",
-            config=self.tracker.config.__class__(**{**self.tracker.config.__dict__, "precision": "fp32", "preprocess": "cpu"}),
-        )
+    def _fallback_to_cpu(self, exc: BaseException, rgb, tir) -> None:
+        """Runs in the worker, which owns the tracker, so nothing else needs to wait or lock. The
+        target is re-initialised on the current frame at its current box; a CUDA context that is
+        broken for good (a device-side assert) cannot even copy the weights out, and then the
+        model is read again from its file."""
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        self.log.error(f"CUDA failed ({reason}); moving the model to the CPU (fp32)")
+        old = self.tracker
+        box = old.state
+        torch.set_num_threads(inference_threads(self.p["cpu_threads"]))
+        try:
+            model = old.model.to("cpu", torch.float32)
+        except Exception as move_exc:  # a broken context fails every copy off the device
+            self.log.error(f"the weights could not be copied off the GPU ({type(move_exc).__name__}); reloading the model file")
+            model = self._load_model(torch.device("cpu"))
+        stack = auto_stack_branches(torch.device("cpu"), model.cfg)
+        config = replace(old.config, precision="fp32", preprocess="cpu", stack_branches=stack)
+        self.tracker = CKDTracker(model, device="cpu", config=config)
+        self.health.record("cuda_fallback", reason)
         if box is not None:
-            self._request_init(box, None, "cpu fallback (template from the current frame)")
+            self.tracker.initialize(rgb, tir, box)
 
     # -- inputs --------------------------------------------------------------------------------
     def _on_pair(self, rgb: Image, thermal: Image) -> None:
@@ -214,8 +256,8 @@ class TrackerNodeMixin:
         self.mailbox.put((rgb, thermal, time.monotonic()))
 
     def _request_init(self, box: tuple[float, ...], stamp: float | None, source: str) -> None:
-        with self._lock:
-            self._pending_init = (tuple(float(v) for v in box), stamp, source)
+        with self._ctl:
+            self._pending_init = InitRequest(tuple(float(v) for v in box), stamp, source)
         self.log.info(f"target init requested from {source}: {tuple(round(float(v), 1) for v in box)}")
 
     def _on_init_detection(self, msg: Detection2D) -> None:
@@ -231,9 +273,9 @@ class TrackerNodeMixin:
         self._request_init((x - w / 2, y - h / 2, w, h), stamp if stamp > 0 else None, "~/init_point")
 
     def _on_reset(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        with self._lock:
+        with self._ctl:
             self._pending_init = None
-            self.tracker.reset()
+            self._generation += 1
             self.state = "idle"
         resp.success, resp.message = True, "tracking stopped; waiting for ~/init, ~/init_point or init_box"
         self.log.info("reset: tracking stopped")
@@ -271,51 +313,102 @@ class TrackerNodeMixin:
 
     # -- worker --------------------------------------------------------------------------------
     def _on_worker_error(self, exc: BaseException) -> None:
-        self.errors += 1
+        self.health.record("error", f"{type(exc).__name__}: {exc}")
         self.log.error(f"frame failed ({type(exc).__name__}: {exc})", throttle_duration_sec=5.0)
+
+    def _fail(self, outcome: str, message: str) -> None:
+        self.health.record(outcome, message)
+        self.log.warning(message, throttle_duration_sec=5.0)
+
+    def _take_init(self, stamp: float) -> InitRequest | None:
+        """The pending init if this pair (stamped ``stamp``) should take it. An init waits for the
+        first pair stamped at or after its own stamp, unless its stamp is more than
+        ``init_max_wait`` ahead of the cameras': then the clocks differ (wall time vs sim time, a
+        skewed host) and waiting would leave it pending forever. Stamp time, not wall time, so a
+        slowed-down bag replay still inits on the frame the click named. Called under ``_ctl``."""
+        req = self._pending_init
+        if req is None:
+            return None
+        max_wait, slop = self.p["init_max_wait"], self.p["slop"]
+        if req.stamp is not None and stamp < req.stamp - slop:
+            ahead = req.stamp - stamp
+            if ahead <= max_wait:
+                return None  # the frame it names has not arrived yet
+            self.log.warning(
+                f"init from {req.source} is stamped {req.stamp:.3f} s, {ahead:.3f} s ahead of the camera stamp {stamp:.3f} s "
+                "(clocks differ? use_sim_time); applied to this pair"
+            )
+        elif req.stamp is not None and stamp - req.stamp > max_wait:
+            self.log.warning(
+                f"init from {req.source} is stamped {req.stamp:.3f} s, {stamp - req.stamp:.3f} s before the camera stamp "
+                f"{stamp:.3f} s (clocks differ? use_sim_time); applied to this pair, the newest"
+            )
+        self._pending_init = None
+        return req
+
+    def _initialize(self, rgb, tir, req: InitRequest) -> TrackResult | None:
+        try:
+            result = self.tracker.initialize(rgb, tir, req.box)  # published: the first output is the init box
+        except CKDError as exc:
+            self._fail("init_rejected", f"init from {req.source} rejected: {exc}")
+            return None
+        self.track_id += 1
+        self.log.info(f"tracking target #{self.track_id} from {req.source}")
+        return result
+
+    def _track(self, rgb, tir) -> TrackResult | None:
+        """One tracked frame; None when the frame was skipped (a size change, a CUDA fallback)."""
+        try:
+            result = self.tracker.track(rgb, tir)
+        except InputError as exc:  # frames no longer of the size the target was initialised on
+            self._fail("size_mismatch", f"pair skipped: {exc}")
+            return None
+        except Exception as exc:
+            if not (self.p["allow_cpu_fallback"] and is_cuda_failure(exc, self.tracker.device)):
+                raise
+            self._fallback_to_cpu(exc, rgb, tir)
+            return None
+        if not result.valid:
+            self._fail("nonfinite", f"the network's output is not finite (score {result.score}); target reported lost")
+        return result
 
     def _process(self, item: tuple[Image, Image, float]) -> None:
         rgb_msg, thermal_msg, arrived = item
+        self.health.started()
         try:
             rgb, tir = self.preprocess(raw_image(rgb_msg), raw_image(thermal_msg))
         except CKDError as exc:
-            self.malformed += 1
-            self.log.warning(f"malformed image pair #{self.malformed} skipped: {exc}", throttle_duration_sec=5.0)
+            self._fail("malformed", f"malformed image pair skipped: {exc}")
             return
         self._last_size = rgb.shape[:2]
-        stamp = stamp_seconds(rgb_msg.header.stamp)
-        result = None
-        with self._lock:
-            pending = self._pending_init
-            if pending is not None and (pending[1] is None or stamp >= pending[1] - self.p["slop"]):
-                self._pending_init = None
-                try:
-                    check_box(pending[0], rgb.shape[:2])
-                    result = self.tracker.initialize(rgb, tir, pending[0])  # published: the first output is the init box
-                    self.track_id += 1
-                    self.state = "tracking"
-                    self.log.info(f"tracking target #{self.track_id} from {pending[2]}")
-                except CKDError as exc:
-                    self.malformed += 1
-                    self.log.warning(f"init from {pending[2]} rejected: {exc}")
-            elif self.tracker.initialized:
-                try:
-                    result = self.tracker.track(rgb, tir)
-                except torch.cuda.OutOfMemoryError as exc:
-                    if not self.p["allow_cpu_fallback"]:
-                        raise
-                    self._fallback_to_cpu(exc)
-                    return
+        with self._ctl:
+            generation = self._generation
+            init = self._take_init(stamp_seconds(rgb_msg.header.stamp))
+        if generation != self._tracker_generation:  # a reset since the last frame
+            self.tracker.reset()
+            self._tracker_generation = generation
+        result = self._initialize(rgb, tir, init) if init is not None else None
+        if result is None and self.tracker.initialized:  # no init, or a rejected one: the old target goes on
+            result = self._track(rgb, tir)
+            if result is None:
+                return
+        with self._ctl:
+            if generation != self._generation:
+                self.health.record("ok")
+                return  # reset while this frame ran: its answer is stale
+            if result is not None:
                 self.state = "lost" if result.lost else "tracking"
+            header = rgb_msg.header
+            dets = []
+            if result is not None and not result.lost:
+                det = detection(header, result.box, result.score, self.p["class_id"], str(self.track_id))
+                dets.append(det)
+                self.det_pub.publish(det)
+            self.det_array_pub.publish(detection_array(header, dets))
         self.frames += 1
         self.rates["processed"].tick()
-        header = rgb_msg.header
-        dets = []
-        if result is not None and not result.lost:
-            det = detection(header, result.box, result.score, self.p["class_id"], str(self.track_id))
-            dets.append(det)
-            self.det_pub.publish(det)
-        self.det_array_pub.publish(detection_array(header, dets))
+        if result is None or result.valid:
+            self.health.record("ok")
         self.latency.add((time.monotonic() - arrived) * 1000.0)
         self._maybe_debug(rgb_msg, rgb, tir, result)
 
@@ -334,23 +427,33 @@ class TrackerNodeMixin:
 
     # -- diagnostics ---------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        """The worst of: input silence (WARN), the health of the frames (WARN/ERROR), a lost target
+        (WARN); OK only when pairs arrive and are answered."""
         now = time.monotonic()
         last_pair = self.rates["pair"].last
         silent = now - (last_pair if last_pair is not None else self.started)
-        status = DiagnosticStatus(name="ckd_tracker: tracker", hardware_id=str(self.tracker.device))
+        problems: list[tuple[int, str]] = []
         if silent > self.p["no_pair_warn_seconds"]:
-            status.level = DiagnosticStatus.WARN
-            status.message = f"no synchronized RGB/thermal pair for {silent:.1f} s on {self.topics_text}"
+            text = f"no synchronized RGB/thermal pair for {silent:.1f} s on {self.topics_text}"
+            problems.append((WARN, text))
             self.log.warning(
-                status.message + f"; rgb {self.rates['rgb'].rate():.1f} Hz, thermal {self.rates['thermal'].rate():.1f} Hz",
+                text + f"; rgb {self.rates['rgb'].rate():.1f} Hz, thermal {self.rates['thermal'].rate():.1f} Hz",
                 throttle_duration_sec=10.0,
             )
-        elif not self.active:
-            status.level, status.message = DiagnosticStatus.OK, "inactive (lifecycle)"
-        elif self.state == "lost":
-            status.level, status.message = DiagnosticStatus.WARN, "target lost"
+        health = self.health.status(last_pair, now)
+        if health.level != OK:
+            problems.append((health.level, health.message))
+            if health.level == ERROR:
+                self.log.error(health.message, throttle_duration_sec=10.0)
+        if self.active and self.state == "lost":
+            problems.append((WARN, "target lost"))
+        status = DiagnosticStatus(name="ckd_tracker: tracker", hardware_id=str(self.tracker.device))
+        if problems:
+            status.level = bytes([max(level for level, _ in problems)])
+            status.message = "; ".join(text for _, text in sorted(problems, key=lambda p: -p[0]))
         else:
-            status.level, status.message = DiagnosticStatus.OK, self.state
+            status.level, status.message = DiagnosticStatus.OK, self.state if self.active else "inactive (lifecycle)"
+        totals = self.health.totals
         values = {
             "state": self.state,
             "device": str(self.tracker.device),
@@ -365,8 +468,13 @@ class TrackerNodeMixin:
             "processed_total": str(self.frames),
             "dropped_pairs": str(self.mailbox.dropped),
             "unpaired_dropped": str(self.sync.unpaired_dropped),
-            "malformed": str(self.malformed),
-            "errors": str(self.errors),
+            "malformed": str(totals["malformed"]),
+            "size_mismatch": str(totals["size_mismatch"]),
+            "init_rejected": str(totals["init_rejected"]),
+            "nonfinite_outputs": str(totals["nonfinite"]),
+            "errors": str(totals["error"] + totals["cuda_fallback"]),
+            "failed_total": str(self.health.failures()),
+            "last_failure": self.health.last_failure,
             "latency_p50_ms": f"{self.latency.pct(50):.2f}",
             "latency_p95_ms": f"{self.latency.pct(95):.2f}",
             "seconds_since_pair": f"{silent:.2f}",

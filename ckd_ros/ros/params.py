@@ -121,6 +121,14 @@ PARAMS: tuple[Param, ...] = (
     Param("class_id", "target", "results[0].hypothesis.class_id of the detections"),
     Param("init_box", [0.0, 0.0, 0.0, 0.0], "x, y, w, h (RGB px) to track from the next pair; w = 0: none", lengths=(4,)),
     Param("init_point_box_size", [64.0, 64.0], "w, h of the box centred on a clicked point (~/init_point)", lengths=(2,)),
+    Param(
+        "init_max_wait",
+        2.0,
+        "an ~/init or ~/init_point stamped more than this (s) ahead of or behind the camera stamps "
+        "(clocks differ, e.g. wall vs sim time) is applied to the next pair, with a warning",
+        lo=0.0,
+        hi=3600.0,
+    ),
     Param("debug_image", True, "publish ~/debug_image when someone subscribes"),
     Param("debug_rate", 10.0, "max debug image rate (Hz)", lo=0.1, hi=1000.0),
     Param("debug_layout", "side_by_side", "side_by_side (RGB | thermal) or blend", ("side_by_side", "blend")),

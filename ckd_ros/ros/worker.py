@@ -65,16 +65,19 @@ class Worker(threading.Thread):
 
 
 class RateMeter:
-    """Events per second over a sliding window."""
+    """Events per second over a sliding window, and the time of the last event ever (kept apart
+    from the window, which forgets events older than ``window`` seconds)."""
 
     def __init__(self, window: float = 5.0) -> None:
         self.window = window
         self.times: deque[float] = deque()
+        self._last: float | None = None
         self._lock = threading.Lock()
 
     def tick(self, now: float | None = None) -> None:
         with self._lock:
-            self.times.append(time.monotonic() if now is None else now)
+            self._last = time.monotonic() if now is None else now
+            self.times.append(self._last)
 
     def rate(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
@@ -89,7 +92,7 @@ class RateMeter:
     @property
     def last(self) -> float | None:
         with self._lock:
-            return self.times[-1] if self.times else None
+            return self._last
 
 
 class LatencyStats:

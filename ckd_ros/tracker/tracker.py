@@ -80,6 +80,9 @@ class TrackResult:
     lost: bool
     frame: int
     timing_ms: dict[str, float] = field(default_factory=dict)
+    valid: bool = True
+    """False when the network's output was not finite (NaN/inf weights or inputs): the frame is a
+    failure, ``box`` is the last good box, ``lost`` is True and the score NaN."""
 
 
 def check_pair(rgb: np.ndarray, tir: np.ndarray) -> tuple[int, int]:
@@ -100,7 +103,10 @@ def check_pair(rgb: np.ndarray, tir: np.ndarray) -> tuple[int, int]:
 
 
 def check_box(box: object, image_hw: tuple[int, int]) -> Box:
-    """A finite (x, y, w, h) with w, h > 0 that overlaps the image."""
+    """A finite (x, y, w, h) with w, h > 0 that overlaps the image and is no larger than it.
+
+    The size bound matters: the crops are a fixed multiple of the box, so one init box of
+    30000 px on a 640x480 frame would ask for a crop of tens of GiB on every later frame."""
     try:
         values = tuple(float(v) for v in box)  # type: ignore[union-attr]
     except (TypeError, ValueError):
@@ -115,6 +121,8 @@ def check_box(box: object, image_hw: tuple[int, int]) -> Box:
     height, width = image_hw
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise InputError(f"box {values} lies outside the {width}x{height} image")
+    if w > width or h > height:
+        raise InputError(f"box {values} is larger than the {width}x{height} image")
     return values
 
 
@@ -144,6 +152,7 @@ class CKDTracker:
         mode = self.config.preprocess
         self.use_torch_crop = mode == "torch" or (mode == "auto" and self.device.type == "cuda")
         self.state: Box | None = None
+        self.image_hw: tuple[int, int] | None = None
         self.templates: tuple[torch.Tensor, torch.Tensor] | None = None
         self.frame = 0
         self.low_count = 0
@@ -154,7 +163,7 @@ class CKDTracker:
 
     def reset(self) -> None:
         """Forget the target; ``track`` raises until the next ``initialize``."""
-        self.state, self.templates, self.frame, self.low_count = None, None, 0, 0
+        self.state, self.templates, self.frame, self.low_count, self.image_hw = None, None, 0, 0, None
 
     def _normalise(self, patch: torch.Tensor) -> torch.Tensor:
         return ((patch / 255.0 - self.mean) / self.std).to(self.dtype)
@@ -178,13 +187,19 @@ class CKDTracker:
         box = check_box(box, hw)
         z_rgb, z_tir, _ = self._crops(rgb, tir, box, self.config.template_factor, self.template_size)
         self.templates = (z_rgb, z_tir)
-        self.state, self.frame, self.low_count = box, 0, 0
+        self.state, self.frame, self.low_count, self.image_hw = box, 0, 0, hw
         return TrackResult(box=box, score=1.0, lost=False, frame=0)
 
     def track(self, rgb: np.ndarray, tir: np.ndarray) -> TrackResult:
         if self.state is None or self.templates is None:
             raise InputError("track() called before initialize(): no target")
         height, width = check_pair(rgb, tir)
+        if (height, width) != self.image_hw:
+            ih, iw = self.image_hw or (0, 0)
+            raise InputError(
+                f"frame is {width}x{height} but the target was initialised on {iw}x{ih} frames; "
+                "the box cannot be carried across sizes (re-initialise)"
+            )
         t0 = time.perf_counter()
         x_rgb, x_tir, rf = self._crops(rgb, tir, self.state, self.config.search_factor, self.search_size)
         t1 = time.perf_counter()
@@ -197,6 +212,8 @@ class CKDTracker:
             pred = decode_boxes(self.window * score_map, out["size_map"].float(), out["offset_map"].float())
             box_crop = (pred.view(-1, 4).mean(dim=0) * self.search_size / rf).tolist()
             score = float(score_map.max())
+        if not (math.isfinite(score) and all(math.isfinite(v) for v in box_crop)):
+            return self._failed_frame(self.state, t0, t1, t2)
         box = clip_box(map_back(box_crop, self.state, self.search_size, rf), height, width, self.config.clip_margin)
         self.state = box
         self.frame += 1
@@ -206,3 +223,12 @@ class CKDTracker:
         return TrackResult(
             box=box, score=score, lost=self.low_count >= self.config.lost_frames, frame=self.frame, timing_ms=timing
         )
+
+    def _failed_frame(self, box: Box, t0: float, t1: float, t2: float) -> TrackResult:
+        """A non-finite network output: no box can be trusted, so the target is lost at once (NaN
+        compares false with every threshold, so the low-score rule alone would never say so) and
+        the state stays at the last good box for when the outputs recover."""
+        self.frame += 1
+        self.low_count = max(self.low_count, self.config.lost_frames)
+        timing = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": 0.0}
+        return TrackResult(box=box, score=float("nan"), lost=True, frame=self.frame, timing_ms=timing, valid=False)

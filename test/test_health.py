@@ -1,0 +1,47 @@
+"""The node's health rule and rate meter, without ROS: failures raise WARN/ERROR, never OK."""
+
+from __future__ import annotations
+
+import pytest
+
+from ckd_ros.ros.health import ERROR, OK, WARN, Health
+from ckd_ros.ros.worker import RateMeter
+
+
+def test_health_levels_follow_the_outcomes():
+    h = Health(window=5.0, error_run=3)
+    assert h.status(last_pair=0.0, now=0.0).level == OK
+    h.record("ok", now=1.0)
+    h.record("malformed", "step 10 too small", now=2.0)
+    s = h.status(last_pair=2.0, now=2.5)
+    assert s.level == WARN and "1 malformed input pair" in s.message and "step 10 too small" in s.message
+    h.record("nonfinite", now=3.0)
+    h.record("error", "MemoryError", now=4.0)
+    s = h.status(last_pair=4.0, now=4.1)
+    assert s.level == ERROR and "the last 3 frames failed" in s.message and "MemoryError" in s.message
+    h.record("ok", now=5.0)  # one good frame: no longer every frame failing, still recent failures
+    assert h.status(last_pair=5.0, now=5.1).level == WARN
+    assert h.status(last_pair=9.5, now=9.5).level == OK  # the failures left the window
+    assert h.failures() == 3 and h.totals["ok"] == 2
+    with pytest.raises(ValueError, match="unknown outcome"):
+        h.record("fine")
+
+
+def test_a_worker_stuck_in_a_frame_while_pairs_arrive_is_an_error():
+    h = Health(stall_seconds=10.0)
+    h.started(now=0.0)
+    assert h.status(last_pair=5.0, now=5.0).level == OK  # a slow frame, not yet a stall
+    s = h.status(last_pair=11.0, now=11.5)
+    assert s.level == ERROR and "worker stalled" in s.message
+    assert h.status(last_pair=0.0, now=11.5).level == OK  # no input either: the silence WARN covers it
+    h.record("ok", now=12.0)
+    assert h.status(last_pair=12.0, now=12.0).level == OK
+
+
+def test_rate_meter_remembers_the_last_event_after_the_window_forgets_it():
+    m = RateMeter(window=5.0)
+    assert m.last is None
+    m.tick(now=100.0)
+    m.tick(now=100.5)
+    assert m.rate(now=100.5) > 0
+    assert m.rate(now=130.0) == 0.0 and m.last == 100.5  # seconds_since_pair stays true after 5 s
