@@ -53,12 +53,33 @@ def time_calls(fn: Callable[[], object], warmup: int, iters: int, device: torch.
     return Timing(tuple(samples))
 
 
+# The x86 features that decide which CPU kernels run (and how fast): every CPU figure names them.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+
+
+def cpu_flags() -> str:
+    """The speed-relevant CPU flags of this machine, e.g. ``avx2 avx512f avx512_vnni``; the machine
+    name where /proc/cpuinfo has no x86 flags (ARM)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((ln for ln in f if ln.startswith(("flags", "Features"))), "").split(":", 1)[-1].split())
+    except OSError:
+        flags = set()
+    found = [f for f in SPEED_FLAGS if f in flags]
+    return " ".join(found) if found else f"{platform.machine()} (none of {', '.join(SPEED_FLAGS)})"
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
     import platform
 
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    return (
+        f"CPU {platform.processor() or platform.machine()} [{cpu_flags()}], {torch.get_num_threads()} threads "
+        f"(torch {torch.__version__})"
+    )
 
 
 def forward_fn(model: torch.nn.Module, inputs: list[torch.Tensor], device: torch.device, precision: str) -> Callable[[], None]:

@@ -12,11 +12,11 @@ import pytest
 import test_node
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
-from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D
 
 from ckd_ros.ros.conversions import box_to_bbox, image_msg
+from ckd_ros.ros.fuzz import broken_image
 
 pytestmark = pytest.mark.ros
 Graph, wait_for = test_node.Graph, test_node.wait_for
@@ -170,30 +170,6 @@ def test_a_cuda_failure_moves_the_model_to_the_cpu_and_tracking_goes_on(graph, e
     assert isinstance(g.node.tracker.model, torch.nn.Module) and g.node.tracker.device.type == "cpu"
 
 
-def fuzzed_image(rng: np.random.Generator, good: np.ndarray) -> Image:
-    """A valid image with one or more fields broken at random."""
-    gray = rng.random() < 0.5
-    msg = image_msg(good[:, :, 0] if gray else good, "mono8" if gray else "rgb8")
-    for _ in range(int(rng.integers(1, 3))):
-        field = rng.choice(["encoding", "size", "step", "data", "endian", "valid_other_size"])
-        if field == "encoding":
-            msg.encoding = str(rng.choice(["", "yuv422", "rgb8\x00", "bayer_rggb8", "32FC1", "16UC3", "jpeg"]))
-        elif field == "size":
-            msg.width, msg.height = int(rng.choice([0, 1, 7, 100000, 2**31 - 1])), int(rng.choice([0, 1, 3, 99999]))
-        elif field == "step":
-            msg.step = int(rng.choice([0, 1, msg.step - 1, msg.step + 1, 2**31]))
-        elif field == "data":
-            cut = int(rng.integers(0, len(msg.data) + 1))
-            msg.data = bytes(msg.data)[:cut] if rng.random() < 0.7 else bytes(msg.data) + bytes(int(rng.integers(1, 99)))
-        elif field == "endian":
-            msg.is_bigendian = 1
-            msg.encoding = "16UC1"
-        else:  # well-formed, but not the size the target was initialised on
-            h, w = int(rng.integers(1, 90)), int(rng.integers(1, 90))
-            msg = image_msg(np.ascontiguousarray(good[:h, :w, 0] if gray else good[:h, :w]), "mono8" if gray else "rgb8")
-    return msg
-
-
 def test_fuzz_malformed_images_among_valid_ones_never_crash_the_node(graph):
     g = graph(init_box=INIT, qos_reliability="reliable", qos_depth=50)
     rng = np.random.default_rng(2026)
@@ -204,9 +180,9 @@ def test_fuzz_malformed_images_among_valid_ones_never_crash_the_node(graph):
         good = g.frame()
         if rng.random() < 0.6:
             fuzzed += 1
-            rgb, tir = fuzzed_image(rng, good), None
+            rgb, tir = broken_image(rng, good), None
             if rng.random() < 0.5:
-                rgb, tir = None, fuzzed_image(rng, good)
+                rgb, tir = None, broken_image(rng, good)
             g.publish(rgb, tir)
         else:
             g.publish()
