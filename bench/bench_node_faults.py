@@ -125,7 +125,8 @@ def main() -> int:
         d = rig.diag()
         print(
             f"fuzz: {sent_bad} malformed messages in {time.monotonic() - t0:.1f} s; counted malformed {d.get('malformed')}, "
-            f"size mismatch {d.get('size_mismatch')}, errors {d.get('errors')} (the rest: dropped as stale {d.get('dropped_pairs')}, "
+            f"size mismatch {d.get('size_mismatch')}, errors {d.get('errors')} "
+            f"(the rest: dropped as stale {d.get('dropped_pairs')}, "
             f"unpaired {d.get('unpaired_dropped')}); worker alive {rig.node.worker.is_alive()}; "
             f"valid pairs answered afterwards: {answered}"
         )
