@@ -15,6 +15,7 @@ import sys
 import torch
 
 from ckd_ros.benchmark import run_model_benchmark
+from ckd_ros.model.int8 import int8_available, int8_support
 
 
 def main() -> int:
@@ -26,6 +27,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if "cpu" in args.devices and not int8_available():
+        print(f"no int8 column: {int8_support().reason}")
     run_model_benchmark(args.variants, args.devices, args.iters, out=lambda s: print(s, flush=True))
     return 0
 

@@ -55,7 +55,7 @@ def main() -> int:
             big = model.cfg.embed_dim >= 768 and device.type == "cpu"
             n = args.frames or (15 if big else 150)
             pairs = frames(n + 3)
-            precision = auto_precision(device, model.cfg)
+            precision = auto_precision(device, model.cfg, on_refused=print)
             fast = {
                 "precision": precision,
                 "fused_attention": True,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -101,40 +103,64 @@ def _probe_operands() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(320, 768, generator=g), torch.randn(3072, 768, generator=g) * 0.02
 
 
-@functools.cache
-def cpu_bf16_speedup() -> float:
-    """Measured fp32 / bf16 time of a ViT-B-sized matmul on this CPU (about 0.2 s, once per process).
+@dataclass(frozen=True)
+class Probe:
+    """A reduced precision's run of the probe product against fp32 on this CPU. Speed alone is not
+    enough: a kernel can be fast because it is wrong (int8 without VNNI saturates)."""
 
-    The instruction flags do not tell: without AMX, one ``vdpbf16ps`` per cycle does the work of
-    two fp32 FMAs, and on a 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights made a ViT-B
-    forward 0.76x as fast as fp32; with AMX bf16 is several times faster. So the choice is
-    measured. Best of several runs of each type.
+    speedup: float = 0.0  # fp32 time / its time
+    error: float = math.inf  # max |its output - fp32| / max |fp32|
+    unavailable: str = ""  # why it cannot run here; then speedup and error are not measured
+
+
+def _compare(fp32: Callable[[], torch.Tensor], fast: Callable[[], torch.Tensor]) -> Probe:
+    """Both ways of computing one product: how far apart their outputs are and how fast each is."""
+    with torch.inference_mode():
+        ref = fp32()
+        error = float((fast().float() - ref).abs().max() / ref.abs().max())
+        return Probe(_best_time(fp32) / _best_time(fast), error)
+
+
+@functools.cache
+def cpu_bf16_probe() -> Probe:
+    """bf16 matmuls against fp32 on this CPU (about 0.2 s, once per process).
+
+    The instruction flags do not tell the speed: without AMX, one ``vdpbf16ps`` per cycle does the
+    work of two fp32 FMAs, and on a 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights made a
+    ViT-B forward 0.76x as fast as fp32; with AMX bf16 is several times faster (5-17x over runs on
+    this product, 2-core Xeon with AMX; relative error 0.0035). So it is measured, best of several
+    runs of each type.
     """
     x, w = _probe_operands()
     xb, wb = x.bfloat16(), w.bfloat16()
-    with torch.inference_mode():
-        return _best_time(lambda: x @ w.t()) / _best_time(lambda: xb @ wb.t())
+    return _compare(lambda: x @ w.t(), lambda: xb @ wb.t())
 
 
 @functools.cache
-def cpu_int8_speedup() -> float:
-    """Measured fp32 / int8 time of the same product through the int8 kernels (``model/int8.py``);
-    0 where they are unavailable. About 3.9x on the 2-core AVX-512 VNNI Xeon."""
-    from ckd_ros.model.int8 import Int8Linear, int8_available
+def cpu_int8_probe() -> Probe:
+    """The same product through the int8 kernels (``model/int8.py``) against fp32; ``unavailable``
+    where they cannot run or are inaccurate here (``int8_support``). About 3.9x as fast on a 2-core
+    AVX-512 VNNI Xeon (4.5-14x over runs on a 2-core one with AMX), relative error 0.014 (0.021
+    with the 7-bit activations a CPU without VNNI needs; 0.089 if such a CPU ran 8-bit ones)."""
+    from ckd_ros.model.int8 import Int8Linear, int8_support
 
-    if not int8_available():
-        return 0.0
+    support = int8_support()
+    if not support.available:
+        return Probe(unavailable=support.reason)
     x, w = _probe_operands()
-    lin = torch.nn.Linear(768, 3072)
+    lin = torch.nn.utils.skip_init(torch.nn.Linear, 768, 3072, bias=False)  # no draw from the global RNG
     with torch.no_grad():
         lin.weight.copy_(w)
     q = Int8Linear(lin)
-    with torch.inference_mode():
-        return _best_time(lambda: lin(x)) / _best_time(lambda: q(x))
+    return _compare(lambda: lin(x), lambda: q(x))
 
 
 BF16_MIN_SPEEDUP = 1.3
 INT8_MIN_SPEEDUP = 1.5
+# Largest relative error auto accepts on the probe product. Measured there: bf16 0.0035, int8
+# 0.014 (VNNI) or 0.021 (7-bit activations); int8 with saturating 8-bit activations 0.089. The
+# same bound as the int8 layer tests (test_int8.py).
+AUTO_TOLERANCE = 0.03
 
 
 def _is_small(cfg: object) -> bool:
@@ -142,22 +168,48 @@ def _is_small(cfg: object) -> bool:
     return getattr(cfg, "embed_dim", 0) < 384
 
 
-def auto_precision(device: torch.device, cfg: object) -> str:
+def _refusal(precision: str, probe: Probe, min_speedup: float) -> str:
+    """Why auto does not take ``precision`` on this CPU, in one line; empty where it does."""
+    if probe.unavailable:
+        return f"precision auto: {precision} refused: {probe.unavailable}"
+    if not probe.error <= AUTO_TOLERANCE:  # NaN included
+        return (
+            f"precision auto: {precision} refused: its outputs differ from fp32 by {probe.error:.3f} relative "
+            f"(tolerance {AUTO_TOLERANCE}) on this CPU's probe product, though {probe.speedup:.1f}x as fast"
+        )
+    if probe.speedup < min_speedup:
+        return f"precision auto: {precision} refused: {probe.speedup:.2f}x fp32's speed on this CPU (needs {min_speedup}x)"
+    return ""
+
+
+def auto_precision(device: torch.device, cfg: object, on_refused: Callable[[str], None] | None = None) -> str:
     """The fast path where it pays: fp16 on CUDA (tensor cores on every NVIDIA GPU, Jetson included).
     On a CPU, for ViT-B-sized models: bf16 where a probe measures bf16 matmuls at least
     ``BF16_MIN_SPEEDUP`` times faster (AMX), else int8 where its probe measures at least
-    ``INT8_MIN_SPEEDUP`` (VNNI); fp32 otherwise. bf16 comes first: it needs no model surgery and
+    ``INT8_MIN_SPEEDUP`` (VNNI); fp32 otherwise. Either is taken only if its probe output is within
+    ``AUTO_TOLERANCE`` of fp32 on this machine. bf16 comes first: it needs no model surgery and
     rounds less. Small models stay fp32 on CPU: per-op overhead bounds them, not matmul
-    throughput (int8 measured 0.6-0.8x, bf16 0.5-0.7x; bench/bench_model.py)."""
+    throughput (int8 measured 0.6-0.8x, bf16 0.5-0.7x; bench/bench_model.py).
+
+    ``on_refused`` gets one line per reduced precision the probes turned down on this CPU, saying
+    why (no such instructions or kernels, outputs off fp32, too slow), so a user who does not get
+    the fast path they expected can tell why; nothing on CUDA or for small models, where no probe
+    runs."""
     if device.type == "cuda":
         return "fp16"
     if _is_small(cfg):
         return "fp32"
-    if cpu_supports_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP:
+    refused = on_refused or (lambda _line: None)
+    if not cpu_supports_bf16():
+        refused("precision auto: bf16 refused: no AVX-512 BF16 or AMX instructions on this CPU")
+    elif reason := _refusal("bf16", cpu_bf16_probe(), BF16_MIN_SPEEDUP):
+        refused(reason)
+    else:
         return "bf16"
-    if cpu_int8_speedup() >= INT8_MIN_SPEEDUP:
-        return "int8"
-    return "fp32"
+    if reason := _refusal("int8", cpu_int8_probe(), INT8_MIN_SPEEDUP):
+        refused(reason)
+        return "fp32"
+    return "int8"
 
 
 def auto_stack_branches(device: torch.device, cfg: object, precision: str = "fp32") -> bool:

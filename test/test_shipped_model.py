@@ -10,7 +10,7 @@ import torch
 from ckd_ros.data.synthetic import suite_sequence
 from ckd_ros.eval.metrics import score_lasher_sequence, summarise
 from ckd_ros.model import load_model
-from ckd_ros.model.int8 import int8_available
+from ckd_ros.model.int8 import int8_available, int8_support
 from ckd_ros.resources import shipped_model
 from ckd_ros.tracker import CKDTracker
 
@@ -84,15 +84,16 @@ def test_fast_path_matches_eager_frame_by_frame(fast, tolerance_px):
 # accuracy with it. Measured on this suite: int8 max 0.23 px (bf16 0.58) without elimination;
 # PR/SR int8 73.5/58.4 and bf16 74.2/61.1 vs fp32 75.3/61.3 closed loop.
 REDUCED_PRECISION_POINTS = 0.04
+needs_int8 = pytest.mark.skipif(not int8_available(), reason=f"int8 unavailable here: {int8_support().reason}")
 
 
-@pytest.mark.skipif(not int8_available(), reason="no int8 kernels on this CPU / PyTorch build")
+@needs_int8
 def test_int8_boxes_match_fp32_frame_by_frame_without_elimination():
     worst = worst_box_difference({"ce_loc": ()}, {"precision": "int8", "fused_attention": True})
     assert 0.0 < worst <= 0.5, worst  # > 0: the int8 kernels really ran
 
 
-@pytest.mark.skipif(not int8_available(), reason="no int8 kernels on this CPU / PyTorch build")
+@needs_int8
 def test_int8_closed_loop_accuracy_within_tolerance(fp32_metrics):
     m = held_out_metrics(precision="int8", fused_attention=True)
     for key in ("PR", "SR"):

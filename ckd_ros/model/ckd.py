@@ -24,7 +24,7 @@ from ckd_ros.model.elimination import (
     template_center_mask,
 )
 from ckd_ros.model.head import CenterHead, FusedCenterHead, decode_boxes
-from ckd_ros.model.int8 import int8_available, quantize_linears
+from ckd_ros.model.int8 import int8_support, quantize_linears
 from ckd_ros.model.stacked import StackedBranches
 from ckd_ros.model.vit import ViTBranch
 
@@ -146,8 +146,9 @@ class CKDNet(nn.Module):
         the head runs fused with its first convolution in int8. Inference only."""
         if self.int8:
             return
-        if not int8_available():
-            raise ConfigError("int8 needs an x86 CPU and a PyTorch build with quantized kernels (oneDNN/FBGEMM)")
+        support = int8_support()
+        if not support.available:
+            raise ConfigError(f"int8 is not available here: {support.reason}")
         if next(self.parameters()).device.type != "cpu":
             raise ConfigError("int8 runs on the CPU only; on CUDA use fp16")
         self.stack_branches(False)

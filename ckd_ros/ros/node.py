@@ -213,7 +213,7 @@ class TrackerNodeMixin:
         if device.type == "cpu":
             torch.set_num_threads(inference_threads(p["cpu_threads"]))
         model = self._load_model(device)
-        precision = auto_precision(device, model.cfg) if p["precision"] == "auto" else p["precision"]
+        precision = auto_precision(device, model.cfg, self._log_refusal) if p["precision"] == "auto" else p["precision"]
         stack = (
             auto_stack_branches(device, model.cfg, precision) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
         )
@@ -225,6 +225,10 @@ class TrackerNodeMixin:
             fused_attention=p["fused_attention"],
             stack_branches=stack,
         )
+
+    def _log_refusal(self, line: str) -> None:
+        """auto passed over a reduced precision: too slow here is news, wrong here is a warning."""
+        (self.log.warning if "differ from fp32" in line else self.log.info)(line)
 
     def _fallback_to_cpu(self, exc: BaseException, rgb, tir) -> None:
         """Runs in the worker, which owns the tracker, so nothing else needs to wait or lock. The
