@@ -15,7 +15,7 @@ import torch
 from ckd_ros.errors import CheckpointError
 from ckd_ros.model.checkpoint import (
     FORMAT,
-    check_state_dict,
+    check_loadable,
     infer_config,
     read_checkpoint,
     save_checkpoint,
@@ -70,13 +70,14 @@ def load_model(
     ``trust_pickle=True``) an official trainer file; teacher keys are dropped. ``variant`` names
     the config for a bare state_dict when its shapes alone are not enough (e.g. head count);
     without it the official ViT-B settings are assumed. ``ce_loc=()`` or ``ce_mode='none'``
-    switches token elimination off; ``ce_mode='ce'`` ranks per branch.
+    switches token elimination off; ``ce_mode='ce'`` ranks per branch. Keys, shapes and memory
+    are checked against the config before the network is built, so a bad file allocates nothing.
     """
     state, cfg = read_checkpoint(path, trust_pickle=trust_pickle)
     if cfg is None:
         cfg = infer_config(state, _as_config(variant))
+    check_loadable(cfg, state, str(path))
     model = CKDNet(cfg)
-    check_state_dict(model.state_dict(), state, str(path))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # should be caught above; keep the message short if not
