@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo test test-all lint bench
+.PHONY: env demo test test-all lint bench gpu-check
 env:
 	@bash scripts/setup_env.sh
 
@@ -18,3 +18,8 @@ test-all: env
 
 bench: env
 	$(PY) bench/bench_model.py
+
+# One CUDA GPU, under 8 minutes: correctness, model-only, tracker, node; one table + out/gpu_check.json.
+# Without a GPU: make gpu-check ARGS="--device cpu --quick" (seconds; what CI runs).
+gpu-check: env
+	$(PY) bench/gpu_check.py $(ARGS)

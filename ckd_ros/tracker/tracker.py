@@ -18,6 +18,7 @@ import torch
 
 from ckd_ros.errors import ConfigError, InputError
 from ckd_ros.model import CKDNet, decode_boxes
+from ckd_ros.model.cuda_graphs import GraphedForward
 from ckd_ros.runtime import autocast, check_precision, convert_weights, resolve_device
 from ckd_ros.tracker.geometry import Box, clip_box, crop_numpy, crop_torch, crop_window, hann_window, map_back
 
@@ -43,6 +44,13 @@ class TrackerConfig:
     above it. ``preprocess``: ``cpu`` crops with OpenCV exactly as the official code; ``torch``
     crops with tensor ops on the model's device (one upload per frame, no CPU resize); ``auto``
     picks ``torch`` on CUDA and ``cpu`` otherwise.
+
+    ``cuda_graphs`` replays the forward as a CUDA graph captured on the first tracked frame
+    (``model/cuda_graphs.py``: one launch instead of hundreds, which bound a batch-1 forward on a
+    GPU; the same kernels, so the same outputs). Where it cannot (a CPU device, autocast, a failed
+    capture) the forward runs eagerly and ``CKDTracker.cuda_graphs_status`` says why; it never
+    raises. Off by default like the other fast paths, so a bare tracker keeps the official eager
+    path; the node's ``cuda_graphs`` parameter turns it on for CUDA (``resolve_cuda_graphs``).
     """
 
     template_factor: float = 2.0
@@ -55,9 +63,12 @@ class TrackerConfig:
     cast_weights: bool = True
     fused_attention: bool = False
     stack_branches: bool = False
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if not isinstance(self.cuda_graphs, bool):
+            raise ConfigError(f"cuda_graphs must be True or False, got {self.cuda_graphs!r} (resolve auto/on/off first)")
         if self.preprocess not in PREPROCESS_MODES:
             raise ConfigError(f"preprocess {self.preprocess!r} is not one of {PREPROCESS_MODES}")
         if self.template_factor <= 0 or self.search_factor <= 0:
@@ -144,6 +155,7 @@ class CKDTracker:
         self.model.fused_attention = self.config.fused_attention
         self.model.stack_branches(self.config.stack_branches)  # after the cast: it copies the weights
         self.dtype = next(self.model.parameters()).dtype
+        self.graphed = GraphedForward(self.model, enabled=self.config.cuda_graphs)
         cfg = model.cfg
         self.template_size, self.search_size, self.feat = cfg.template_size, cfg.search_size, cfg.search_feat
         self.window = hann_window(self.feat).to(self.device)
@@ -160,6 +172,11 @@ class CKDTracker:
     @property
     def initialized(self) -> bool:
         return self.state is not None
+
+    @property
+    def cuda_graphs_status(self) -> str:
+        """One line for logs: ``cuda graph: …`` while frames replay a graph, else ``eager: <why>``."""
+        return self.graphed.status
 
     def reset(self) -> None:
         """Forget the target; ``track`` raises until the next ``initialize``."""
@@ -205,7 +222,7 @@ class CKDTracker:
         t1 = time.perf_counter()
         converted = self.dtype != torch.float32 or self.config.precision == "int8"
         with torch.inference_mode(), autocast(self.device, "fp32" if converted else self.config.precision):
-            out = self.model(self.templates[0], self.templates[1], x_rgb, x_tir)
+            out = self.graphed(self.templates[0], self.templates[1], x_rgb, x_tir)
         score_map = out["score_map"].float()
         t2 = time.perf_counter()
         with torch.inference_mode():
