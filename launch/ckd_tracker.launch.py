@@ -1,65 +1,50 @@
 """ros2 launch ckd_ros ckd_tracker.launch.py [rgb_topic:=/cam/rgb] [thermal_topic:=/cam/thermal] [NAME:=VALUE ...]
 
-Starts the ckd_tracker node with config/ckd_tracker.yaml; every node parameter is also a launch
-argument of the same name (its default is the YAML's value), plus topic remaps, a namespace,
-another parameter file and rviz2. Without the launch packages (a PyPI venv), `ckd-ros launch` does
-the same from the same YAML.
+Starts the ckd_tracker node with config/ckd_tracker.yaml (or params_file:=...); every node
+parameter is also a launch argument of the same name, passed on only when given, so it overrides
+the file; plus topic remaps, a namespace, lifecycle:=true and rviz:=true. Without the launch
+packages (a PyPI venv), `ckd-ros launch` does the same from the same YAML.
+
+The arguments are converted and checked by ckd_ros.ros.launch_args.launch_plan (plain Python,
+tested without launch) in an OpaqueFunction: integers for doubles become doubles, booleans are read
+as IfCondition reads them, and a bad value or rviz:=true without rviz2 stops the launch with one
+line before anything is started.
 """
 
 import os
 
-import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
-from ckd_ros.ros.params import PARAMS
+from ckd_ros.ros.launch_args import NODE_NAME, launch_arguments, launch_plan
 from launch import LaunchDescription
+
+
+def _start(context, rviz_config: str) -> list:
+    plan = launch_plan(context.launch_configurations)
+    actions = [
+        Node(
+            package="ckd_ros",
+            executable=plan.executable,
+            name=NODE_NAME,
+            namespace=plan.namespace,
+            parameters=[plan.params_file, plan.parameters] if plan.parameters else [plan.params_file],
+            remappings=plan.remappings,
+            output="screen",
+            emulate_tty=True,
+            on_exit=Shutdown(reason="ckd_tracker exited"),  # a node that fails at start must not leave rviz2 behind
+        )
+    ]
+    if plan.rviz:
+        actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", rviz_config], output="screen"))
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("ckd_ros")
-    default_params = os.path.join(share, "config", "ckd_tracker.yaml")
-    with open(default_params) as f:
-        defaults = yaml.safe_load(f)["ckd_tracker"]["ros__parameters"]
-    args = [
-        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameter YAML"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        DeclareLaunchArgument("rgb_topic", default_value="rgb/image", description="RGB sensor_msgs/Image topic"),
-        DeclareLaunchArgument("thermal_topic", default_value="thermal/image", description="thermal sensor_msgs/Image topic"),
-        DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/ckd_tracker.rviz"),
-        DeclareLaunchArgument(
-            "lifecycle",
-            default_value="false",
-            description="start the managed (lifecycle) node; it waits for configure / activate",
-        ),
-    ]
-    overrides = {}
-    for p in PARAMS:
-        value = defaults.get(p.name, p.default)
-        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip() if value != "" else ""
-        args.append(DeclareLaunchArgument(p.name, default_value=text, description=p.description))
-        kind = {str: str, bool: bool, int: int, float: float}.get(type(p.default))
-        overrides[p.name] = ParameterValue(LaunchConfiguration(p.name), value_type=kind) if kind else LaunchConfiguration(p.name)
-    node = Node(
-        package="ckd_ros",
-        executable=PythonExpression(
-            ["'ckd_tracker_lifecycle_node' if '", LaunchConfiguration("lifecycle"), "' == 'true' else 'ckd_tracker_node'"]
-        ),
-        name="ckd_tracker",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=[("rgb/image", LaunchConfiguration("rgb_topic")), ("thermal/image", LaunchConfiguration("thermal_topic"))],
-        output="screen",
-        emulate_tty=True,
+    declared = launch_arguments(os.path.join(share, "config", "ckd_tracker.yaml"))
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in declared]
+        + [OpaqueFunction(function=_start, args=[os.path.join(share, "config", "ckd_tracker.rviz")])]
     )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        arguments=["-d", os.path.join(share, "config", "ckd_tracker.rviz")],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
-    return LaunchDescription([*args, node, rviz])

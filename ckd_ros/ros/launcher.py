@@ -1,6 +1,9 @@
 """``ckd-ros launch``: start the ckd_tracker node from config/ckd_tracker.yaml where the ROS launch
-packages are missing (a PyPI venv). Same parameters, remaps and YAML as the launch file; SIGINT
-and SIGTERM are forwarded and the node's exit status is returned."""
+packages are missing (a PyPI venv). Same parameters, remaps and YAML as the launch file, and the
+same conversion of ``NAME:=VALUE`` (``launch_args.parse_argument``): a bad value is refused here, in
+one line, before a process starts, and the node gets typed YAML (``slop:=1`` as 1.0,
+``stack_branches:=on`` as the string 'on', ``[50, 39.5, 40, 30]`` as doubles where rcl would refuse a
+mixed list). SIGINT and SIGTERM are forwarded and the node's exit status is returned."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from pathlib import Path
 
 from ckd_ros.errors import ConfigError
 from ckd_ros.resources import find_resource
-from ckd_ros.ros.params import BY_NAME
+from ckd_ros.ros.launch_args import parse_argument
+from ckd_ros.ros.params import BY_NAME, yaml_value
 
 
 def node_command(
@@ -35,10 +39,10 @@ def node_command(
     if namespace:
         cmd += ["-r", f"__ns:={namespace}"]
     for item in overrides:
-        name, sep, _ = item.partition(":=")
+        name, sep, text = item.partition(":=")
         if not sep or name not in BY_NAME:
             raise ConfigError(f"parameter override {item!r} is not NAME:=VALUE with a ckd_tracker parameter name")
-        cmd += ["-p", item]
+        cmd += ["-p", f"{name}:={yaml_value(parse_argument(BY_NAME[name], text))}"]
     return cmd
 
 

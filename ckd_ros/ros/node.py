@@ -105,7 +105,12 @@ class TrackerNodeMixin:
     """
 
     def _declare(self) -> None:
+        """Declare and validate every parameter. A bad start-up value (wrong type, length, range,
+        choice, or AGC limits / homography that do not fit together) raises ConfigError here, so
+        both the plain and the lifecycle node refuse it at construction, before any model loads,
+        and ``main`` prints it as one line."""
         self.p = declare_all(self)
+        FramePreprocessor(preprocess_config(self.p))  # the cross-parameter rules, checked now rather than at configure
         self.log = self.get_logger()
         self.active = False
         self.configured = False
@@ -291,11 +296,10 @@ class TrackerNodeMixin:
             spec = BY_NAME.get(prm.name)
             if spec is None:
                 continue
-            value = list(prm.value) if spec.lengths else prm.value
-            reason = spec.check(value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            new[prm.name] = value
+            try:  # the same conversion as at start-up: `ros2 param set /ckd_tracker score_threshold 1` is 1.0
+                new[prm.name] = spec.coerce(prm.value)
+            except CKDError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         try:
             pre = FramePreprocessor(preprocess_config(new))
         except CKDError as exc:
@@ -538,7 +542,13 @@ class CKDTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
 
 
 def main(args: list[str] | None = None, node_class: type = CKDTrackerNode) -> int:
-    rclpy.init(args=sys.argv if args is None else args)
+    try:
+        rclpy.init(args=sys.argv if args is None else args)
+    except RuntimeError as exc:  # rcl refused the --ros-args (e.g. a list mixing 50 and 39.5)
+        detail = re.split(r", at /", str(exc).strip(), maxsplit=1)[0].removeprefix("failed to initialize rcl: ")
+        hint = " (a list's numbers must all be written alike: [50.0, 39.5, 40.0, 30.0])" if "same type" in detail else ""
+        print(f"ckd_tracker: error: the ROS arguments were refused: {detail}{hint}", file=sys.stderr)
+        return 2
     node = None
     try:
         node = node_class()
