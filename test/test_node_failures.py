@@ -139,6 +139,7 @@ class CudaFailingTracker:
         self.device, self.model, self.config = torch.device("cuda"), real.model, real.config
 
     state = property(lambda self: self.real.state)
+    cuda_graphs_status = property(lambda self: self.real.cuda_graphs_status)
     initialized = property(lambda self: self.real.initialized)
 
     def reset(self) -> None:

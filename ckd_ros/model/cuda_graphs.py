@@ -34,8 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ckd_ros.errors import ConfigError
-
-CUDA_GRAPH_SETTINGS = ("auto", "on", "off")
+from ckd_ros.precisions import CUDA_GRAPH_SETTINGS
 
 # A replay may differ from the eager warm-up call only by float rounding (it is expected to be
 # bit-exact: same kernels, same launch parameters); more means the capture baked in something it

@@ -39,6 +39,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 
 from ckd_ros.errors import CKDError, InputError
 from ckd_ros.model import load_model
+from ckd_ros.model.cuda_graphs import resolve_cuda_graphs
 from ckd_ros.preprocess import AGCConfig, FramePreprocessor, PreprocessConfig
 from ckd_ros.resources import shipped_model
 from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, image_msg, raw_image, stamp_seconds
@@ -122,6 +123,7 @@ class TrackerNodeMixin:
         self.state = "idle"
         self.track_id = 0
         self.frames = 0
+        self._graphs_reported = False
         self.health = Health()
         # Held only to swap the requests below, never across a frame: init, reset and parameter
         # changes never wait for inference. A reset bumps the generation; the worker resets the
@@ -229,6 +231,7 @@ class TrackerNodeMixin:
             lost_frames=p["lost_frames"],
             fused_attention=p["fused_attention"],
             stack_branches=stack,
+            cuda_graphs=resolve_cuda_graphs(p["cuda_graphs"], device),
         )
 
     def _log_refusal(self, line: str) -> None:
@@ -251,7 +254,7 @@ class TrackerNodeMixin:
             self.log.error(f"the weights could not be copied off the GPU ({type(move_exc).__name__}); reloading the model file")
             model = self._load_model(torch.device("cpu"))
         stack = auto_stack_branches(torch.device("cpu"), model.cfg)
-        config = replace(old.config, precision="fp32", preprocess="cpu", stack_branches=stack)
+        config = replace(old.config, precision="fp32", preprocess="cpu", stack_branches=stack, cuda_graphs=False)
         self.tracker = CKDTracker(model, device="cpu", config=config)
         self.health.record("cuda_fallback", reason)
         if box is not None:
@@ -376,6 +379,11 @@ class TrackerNodeMixin:
                 raise
             self._fallback_to_cpu(exc, rgb, tir)
             return None
+        if not self._graphs_reported and self.tracker.config.cuda_graphs:  # the first frame captured, or could not
+            self._graphs_reported = True
+            status = self.tracker.cuda_graphs_status
+            eager = status.startswith("eager")
+            (self.log.warning if eager and self.p["cuda_graphs"] == "on" else self.log.info)(f"cuda_graphs: {status}")
         if not result.valid:
             self._fail("nonfinite", f"the network's output is not finite (score {result.score}); target reported lost")
         return result
@@ -468,6 +476,7 @@ class TrackerNodeMixin:
             "precision": self.tracker.config.precision,
             "model": self.tracker.model.cfg.name,
             "sync_backend": self.sync.backend,
+            "cuda_graphs": self.tracker.cuda_graphs_status,
             "rgb_hz": f"{self.rates['rgb'].rate(now):.2f}",
             "thermal_hz": f"{self.rates['thermal'].rate(now):.2f}",
             "pair_hz": f"{self.rates['pair'].rate(now):.2f}",

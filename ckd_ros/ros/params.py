@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckd_ros.errors import ConfigError
-from ckd_ros.precisions import PRECISIONS
+from ckd_ros.precisions import CUDA_GRAPH_SETTINGS, PRECISIONS
 
 
 class _Refused(Exception):
@@ -206,6 +206,13 @@ PARAMS: tuple[Param, ...] = (
         "auto",
         "run both branches as one batched computation: auto (CUDA, and small models on CPU), on, off",
         ("auto", "on", "off"),
+        read_only=True,
+    ),
+    Param(
+        "cuda_graphs",
+        "auto",
+        "replay the batch-1 forward as a CUDA graph: auto (on for CUDA), on, off; where it cannot, eager with the reason logged",
+        CUDA_GRAPH_SETTINGS,
         read_only=True,
     ),
     Param("allow_cpu_fallback", True, "move to CPU if CUDA fails or runs out of memory", read_only=True),
