@@ -508,15 +508,11 @@ def check_node(ck: Check) -> None:
             ck.skip(section, f"{rate:.0f} Hz input", "skipped: rclpy does not import (source a ROS 2 install or use the venv)")
         return
     from ckd_ros.ros.conversions import image_msg
-    from ckd_ros.ros.params import BY_NAME
     from ckd_ros.ros.replay import play_through_node
 
     seq = SyntheticSequence(10_050, SynthConfig(height=480, width=640, length=60))
     msgs = [(image_msg(r, "rgb8"), image_msg(t[:, :, 0], "mono8")) for r, t in (seq.frame(i) for i in range(len(seq)))]
-    params = {"device": ck.device.type, "precision": "auto"}
-    graphs = "cuda_graphs" in BY_NAME  # declared once the node has the parameter
-    if graphs:
-        params["cuda_graphs"] = "auto"
+    params = {"device": ck.device.type, "precision": "auto", "cuda_graphs": "auto"}
     with tempfile.TemporaryDirectory(prefix="ckd_node_") as tmp:
         checkpoint = str(save_checkpoint(ck.master(), Path(tmp) / "seeded.pt")) if ck.cuda else None
         model = ck.profile.variant + " seeded" if ck.cuda else "shipped model"
@@ -539,7 +535,6 @@ def check_node(ck: Check) -> None:
             text = f"{hz:6.1f} Hz  {report.processed}/{n} processed  {report.dropped} dropped"
             text += f"  p50 {t.pct(50):.2f} ms  p99 {t.pct(99):.2f} ms"
             note = f"{model}, 640x480 rgb8 + mono8, {ck.profile.node_layout} layout"
-            note += "" if graphs else ", node has no cuda_graphs parameter yet"
             figures = {"rate_hz": rate, "sent": n, "processed": report.processed, "dropped": report.dropped, "out_hz": hz}
             figures.update(p50_ms=t.pct(50), p99_ms=t.pct(99))
             ck.add(Row(section, f"{rate:.0f} Hz input", OK, text, note, figures))
