@@ -1,18 +1,29 @@
 """The ``ckd-ros`` command: one entry point, a subcommand per job.
 
 Each subcommand is a thin adapter over a core function; every error the core raises on purpose
-(``CKDError``) becomes one line on stderr and exit status 2, never a traceback.
+(``CKDError``) becomes one line on stderr and exit status 2, never a traceback. Inputs and output
+paths are checked before the slow part (loading a model, tracking, playing a bag), so a mistake
+costs seconds and leaves nothing half-written. Progress bars are drawn only on a terminal: in a
+log or a pipe, stderr carries the error line alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ckd_ros.errors import CKDError, ConfigError
+from ckd_ros.data.files import output_dir, output_file, read_text, removed_on_error
+from ckd_ros.errors import CKDError, ConfigError, InputError
 from ckd_ros.precisions import PRECISIONS
+
+
+def _progress() -> bool:
+    """Whether to draw progress bars: only for a person watching (stderr is a terminal)."""
+    return sys.stderr.isatty()
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -35,6 +46,8 @@ def _export(args: argparse.Namespace) -> int:
     from ckd_ros.model.export import export_onnx, verify_onnx
 
     args.device, args.precision = "cpu", "fp32"
+    _check_opset(args.opset)
+    output_file(args.out, "ONNX file")
     model = _load_model(args)
     path = export_onnx(model, args.out, args.opset)
     counts = " → ".join(map(str, model.cfg.search_token_counts()))
@@ -47,6 +60,16 @@ def _export(args: argparse.Namespace) -> int:
         print("onnxruntime vs PyTorch, max |difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     print(f"TensorRT FP16 (Jetson / any NVIDIA GPU): trtexec --onnx={path} --fp16 --saveEngine={path.with_suffix('.engine')}")
     return 0
+
+
+def _check_opset(opset: int) -> None:
+    """The opsets the TorchScript exporter can write this network in: from 9 (its expand and
+    masked_fill need it) to the newest torch knows; checked before the model is loaded."""
+    import torch.onnx
+
+    newest = getattr(getattr(torch.onnx, "_constants", None), "ONNX_MAX_OPSET", 20)
+    if not 9 <= opset <= newest:
+        raise ConfigError(f"--opset {opset}: this network exports with opsets 9 to {newest}")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -107,13 +130,12 @@ def _parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def _track(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    """Inputs first (frames, the init box against the first frame), then the model, then the output
+    folder; a failure while tracking removes what this run created (a new folder, the video)."""
     from ckd_ros.data.frames import FrameSource
     from ckd_ros.preprocess import Aligner
     from ckd_ros.tracker import CKDTracker
-    from ckd_ros.tracker.offline import track_sequence, write_boxes
-    from ckd_ros.viz import VideoWriter, annotate_pair
+    from ckd_ros.tracker.tracker import check_box
 
     rgb_src, tir_src = FrameSource(args.rgb), FrameSource(args.tir)
     if len(rgb_src) != len(tir_src):
@@ -122,13 +144,32 @@ def _track(args: argparse.Namespace) -> int:
             f"{min(len(rgb_src), len(tir_src))}",
             file=sys.stderr,
         )
+    try:
+        check_box(args.init, rgb_src.first().shape[:2])
+    except InputError as exc:
+        raise InputError(f"--init: {exc} (the first frame of {args.rgb})") from None
+    tir_src.first()  # a thermal video that decodes nothing fails here, not after the model loads
     model = _load_model(args)
     tracker = CKDTracker(model, precision=args.precision)
     align = Aligner(args.align)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    video = None if args.no_video else VideoWriter(str(out / "track.mp4"))
-    bar = tqdm(total=min(len(rgb_src), len(tir_src)), unit="frame", desc="tracking")
+    partial = out / "track.partial.mp4"  # renamed to track.mp4 when complete
+    with removed_on_error(out, partial):
+        _track_into(args, out, partial, rgb_src, tir_src, tracker, align, model)
+    return 0
+
+
+def _track_into(args, out: Path, partial: Path, rgb_src, tir_src, tracker, align, model) -> None:
+    from tqdm import tqdm
+
+    from ckd_ros.tracker.offline import track_sequence, write_boxes
+    from ckd_ros.viz import VideoWriter, annotate_pair
+
+    output_dir(out)
+    for name in ("boxes.txt", "scores.txt", "times.txt", "track.mp4"):
+        output_file(out / name)
+    video = None if args.no_video else VideoWriter(str(partial))
+    bar = tqdm(total=min(len(rgb_src), len(tir_src)), unit="frame", desc="tracking", disable=not _progress())
 
     def on_frame(rgb, tir, res) -> None:
         bar.update()
@@ -147,11 +188,12 @@ def _track(args: argparse.Namespace) -> int:
     write_boxes(out / "boxes.txt", seq.boxes)
     (out / "scores.txt").write_text("".join(f"{r.score:.4f},{int(r.lost)}\n" for r in seq.results))
     (out / "times.txt").write_text("".join(f"{t:.6f}\n" for t in seq.seconds))
+    if video is not None:
+        partial.replace(out / "track.mp4")
     print(
         f"{len(seq.results)} frames, {seq.fps:.1f} FPS ({model.cfg.name} on {tracker.device}); "
         f"wrote {out}/boxes.txt, scores.txt, times.txt" + ("" if video is None else ", track.mp4")
     )
-    return 0
 
 
 def _add_track(sub: argparse._SubParsersAction) -> None:
@@ -177,6 +219,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config, args.set or [])
     if args.out:
         cfg.out_dir = args.out
+    output_dir(cfg.out_dir, "training output folder")  # before data and model are built
     sources, count = make_sources(cfg)
     trainer = Trainer(cfg, sources, count)
     print(
@@ -236,7 +279,9 @@ def _eval_run(args: argparse.Namespace) -> int:
     from ckd_ros.eval.runner import run_dataset
 
     seqs = read_dataset(args.dataset, args.root, args.sequences)
-    stats = run_dataset(tracker_factory(args), seqs, args.out, float_boxes=args.float_boxes, desc=args.tracker)
+    stats = run_dataset(
+        tracker_factory(args), seqs, args.out, float_boxes=args.float_boxes, progress=_progress(), desc=args.tracker
+    )
     print(
         f"{args.tracker}: tracked {stats['tracked']} sequences ({stats['skipped']} already done) at "
         f"{stats['fps']:.1f} FPS; results in {args.out}"
@@ -244,38 +289,77 @@ def _eval_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timing_fps(folder: Path) -> float:
-    import numpy as np
+def _tracker_labels(folders: list[str]) -> list[str]:
+    """Each results folder's name labels its row; two folders of one name would merge silently."""
+    labels = [Path(os.path.abspath(f)).name or str(f) for f in folders]
+    for i, name in enumerate(labels):
+        if name in labels[:i]:
+            raise ConfigError(
+                f"results folders {folders[labels.index(name)]} and {folders[i]} are both named {name!r}, "
+                "and a folder's name labels its tracker; rename or link one"
+            )
+    return labels
 
-    secs = [np.loadtxt(f, ndmin=1)[1:] for f in sorted(folder.glob("*_time.txt"))]
-    total = sum(float(s.sum()) for s in secs)
-    return sum(len(s) for s in secs) / total if total > 0 else float("nan")
+
+def _length_refusal(mismatches, count: int, folder: str) -> str:
+    first = mismatches[0].text()
+    what = first if len(mismatches) == 1 else f"{len(mismatches)} of {count} result files in {folder} differ, e.g. {first}"
+    return (
+        f"{what}: a result file needs one row per frame; --allow-short scores over the frames both have, as the "
+        "toolkit does"
+    )
 
 
 def _eval_score(args: argparse.Namespace) -> int:
-    from ckd_ros.eval import score
-    from ckd_ros.eval.plots import metrics_table, plot_curves
+    """Every input is read and checked, and the plot rendered, before anything is printed: a
+    failure prints its one line and no table. Result files whose length differs from the ground
+    truth are refused unless --allow-short (ckd_ros.eval.score would score them silently)."""
+    from ckd_ros.data.datasets import read_dataset
+    from ckd_ros.eval import length_mismatches, protocol_of, read_result_folder, score_sequences, tracker_fps
+    from ckd_ros.eval.plots import metrics_table, plot_curves, plot_path
 
-    metrics = {}
-    for folder in args.results:
-        name = Path(folder).name
-        metrics[name] = score(args.dataset, args.root, folder, args.sequences)
-        metrics[name]["fps"] = _timing_fps(Path(folder))
+    labels = _tracker_labels(args.results)
+    plot = plot_path(args.plot) if args.plot else None
+    seqs = read_dataset(args.dataset, args.root, args.sequences)
+    protocol = protocol_of(args.dataset)
+    metrics, notes = {}, []
+    for folder, name in zip(args.results, labels):
+        results = read_result_folder(folder, seqs)
+        off = length_mismatches(seqs, results, folder, protocol)
+        if off and not args.allow_short:
+            raise InputError(_length_refusal(off, len(seqs), folder))
+        if off:
+            short = sum(m.short for m in off)
+            parts = [f"{short} of {len(seqs)} sequences short (scored over the frames present)"] if short else []
+            parts += [f"{len(off) - short} of {len(seqs)} longer than the ground truth (cut to it)"] if len(off) > short else []
+            notes.append(f"{name}: {', '.join(parts)} (--allow-short)")
+        metrics[name] = score_sequences(seqs, results, protocol)
+        metrics[name]["fps"] = tracker_fps(folder, [s.name for s in seqs])
+    if plot is not None:
+        plot_curves(metrics, plot, args.dataset)
     print(metrics_table(metrics))
+    for note in notes:
+        print(note)
     if args.per_sequence:
         for name, m in metrics.items():
             print(f"\n{name}: per sequence (PR@20 / SR, %)")
             for seq, v in m["per_sequence"].items():
                 print(f"  {seq:<40} {100 * v['PR']:5.1f} {100 * v['SR']:5.1f}")
-    if args.plot:
-        print(f"plot: {plot_curves(metrics, args.plot, args.dataset)}")
+    if plot is not None:
+        print(f"plot: {plot}")
     return 0
 
 
 def _make_suite(args: argparse.Namespace) -> int:
-    from ckd_ros.data.synthetic import write_suite
+    from ckd_ros.data.synthetic import SUITE_SEEDS, write_suite
 
-    folders = write_suite(args.out, args.count, args.length)
+    if not 1 <= args.count <= len(SUITE_SEEDS):
+        raise ConfigError(f"--count {args.count}: the held-out suite has 1 to {len(SUITE_SEEDS)} sequences")
+    _check_length(args.length)
+    out = Path(args.out)
+    with removed_on_error(out):
+        output_dir(out, "suite folder")
+        folders = write_suite(out, args.count, args.length, progress=_progress())
     print(f"wrote {len(folders)} sequences in the LasHeR layout under {args.out}")
     return 0
 
@@ -299,6 +383,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--sequences", nargs="+")
     sc.add_argument("--plot", help="write precision/success plots to this PNG")
     sc.add_argument("--per-sequence", action="store_true")
+    sc.add_argument(
+        "--allow-short",
+        action="store_true",
+        help="score result files shorter (or longer) than their ground truth over the frames both have, as the "
+        "toolkit does, and say how many; by default such a folder is refused",
+    )
     sc.set_defaults(func=_eval_score)
     ms = esub.add_parser("make-suite", help="write the held-out synthetic RGB-T test suite (LasHeR layout)")
     ms.add_argument("out")
@@ -307,9 +397,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ms.set_defaults(func=_make_suite)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    import os
+def _check_length(length: int | None) -> None:
+    if length is not None and length < 2:
+        raise ConfigError(f"--length {length}: a sequence needs at least 2 frames (the init frame and one to track)")
 
+
+def _demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo graph stays on this machine
     if args.bag:
         from ckd_ros.ros.replay import replay
@@ -319,12 +412,17 @@ def _demo(args: argparse.Namespace) -> int:
             args.checkpoint,
             mode="lockstep" if args.lockstep else "realtime",
             params={"device": args.device, "precision": args.precision},
+            progress=_progress(),
         )
         print(report.text())
         return 0
     from ckd_ros.demo import run_demo
     from ckd_ros.resources import shipped_model
 
+    _check_length(args.length)
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        raise ConfigError(f"--rate {args.rate}: the input rate must be a positive number of Hz")
+    output_dir(args.out, "demo output folder")
     checkpoint = args.checkpoint or str(shipped_model())
     print(f"demo: {checkpoint} in the ckd_tracker node; output in {args.out}")
     run_demo(
@@ -335,6 +433,7 @@ def _demo(args: argparse.Namespace) -> int:
         lockstep=args.lockstep,
         video=not args.no_video,
         node_params={"device": args.device, "precision": args.precision},
+        progress=_progress(),
     )
     return 0
 
@@ -364,9 +463,25 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
+def _check_params_file(path: str) -> None:
+    """A parameter file the node can parse: UTF-8 YAML mapping node names to parameters. rcl would
+    otherwise print a C stack of parse errors, or silently run with defaults on undecodable bytes."""
+    import yaml
+
+    text = read_text(path, "parameter file")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping (ckd_tracker: ros__parameters: ...), got {type(data).__name__}")
+
+
 def _launch(args: argparse.Namespace) -> int:
     from ckd_ros.ros.launcher import node_command, run
 
+    if args.params_file:
+        _check_params_file(args.params_file)
     cmd = node_command(args.params_file, args.rgb_topic, args.thermal_topic, args.param or [], args.namespace)
     print("starting: " + " ".join(cmd), flush=True)
     return run(cmd)
@@ -395,50 +510,57 @@ def _topics(args: argparse.Namespace):
 
 def _bag_from_sequence(args: argparse.Namespace) -> int:
     from ckd_ros.data.datasets import read_dataset
-    from ckd_ros.ros.bags import write_sequence_bag
+    from ckd_ros.ros.bags import check_rate, write_sequence_bag
 
-    folder = Path(args.sequence)
+    folder = Path(os.path.abspath(args.sequence))  # "." and "seq/" name their folder too
+    if not folder.is_dir():
+        raise InputError(f"{args.sequence}: sequence folder {'is not a folder' if folder.exists() else 'not found'}")
+    check_rate(args.rate)
     (seq,) = read_dataset(args.dataset, folder.parent, [folder.name])
-    out = write_sequence_bag(seq, args.out, args.rate, args.storage, _topics(args), progress=True)
+    out = write_sequence_bag(seq, args.out, args.rate, args.storage, _topics(args), progress=_progress())
     print(f"wrote {out}: {len(seq)} frames at {args.rate} Hz ({args.storage})")
     return 0
 
 
 def _bag_from_dataset(args: argparse.Namespace) -> int:
     from ckd_ros.data.datasets import read_dataset
-    from ckd_ros.ros.bags import write_sequence_bag
+    from ckd_ros.ros.bags import check_rate, write_sequence_bag
 
+    check_rate(args.rate)
     seqs = read_dataset(args.dataset, args.root, args.sequences)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out, "folder for the bags")
     for seq in seqs:
-        if (out / seq.name).exists():
+        if (out / seq.name).exists():  # a bag is removed when its writing fails, so one that exists is whole
             continue
-        write_sequence_bag(seq, out / seq.name, args.rate, args.storage, _topics(args), progress=True)
+        write_sequence_bag(seq, out / seq.name, args.rate, args.storage, _topics(args), progress=_progress())
     print(f"{len(seqs)} bags under {out}")
     return 0
 
 
 def _bag_replay(args: argparse.Namespace) -> int:
+    """--out is checked before the bag plays: a replay can take as long as the recording."""
     from ckd_ros.ros.replay import replay
 
-    report = replay(
-        args.bag,
-        args.checkpoint,
-        _topics(args),
-        "lockstep" if args.lockstep else "realtime",
-        args.rate_scale,
-        args.init,
-        progress=True,
-    )
+    if not (math.isfinite(args.rate_scale) and args.rate_scale > 0):
+        raise ConfigError(f"--rate-scale {args.rate_scale}: must be a positive factor")
+    out = [Path(args.out)] if args.out else []
+    with removed_on_error(*out):  # a folder made for --out goes again if the replay fails
+        result = output_file(out[0] / f"{Path(os.path.abspath(args.bag)).name}.txt", "result file") if out else None
+        report = replay(
+            args.bag,
+            args.checkpoint,
+            _topics(args),
+            "lockstep" if args.lockstep else "realtime",
+            args.rate_scale,
+            args.init,
+            progress=_progress(),
+        )
     print(report.text())
-    if args.out:
+    if result is not None:
         from ckd_ros.eval.runner import write_result
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_result(out / f"{Path(args.bag).name}.txt", [tuple(b) for b in report.boxes], [0.0] * len(report.boxes), True)
-        print(f"boxes: {out / (Path(args.bag).name + '.txt')}")
+        write_result(result, [tuple(b) for b in report.boxes], [0.0] * len(report.boxes), True)
+        print(f"boxes: {result}")
     return 0
 
 

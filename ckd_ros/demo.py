@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ckd_ros.benchmark import Timing
+from ckd_ros.data.files import output_dir, removed_on_error
 from ckd_ros.data.synthetic import suite_sequence
 from ckd_ros.eval.metrics import frame_subset_scores, summarise
 from ckd_ros.eval.plots import metrics_table, plot_curves
@@ -47,14 +48,22 @@ def run_demo(
     node_params: dict | None = None,
     video: bool = True,
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> dict[str, object]:
+    """The output folder is made (or refused) before ROS starts; the video is written under a
+    partial name and renamed when every sequence played, so a failed run leaves no truncated one."""
+    out = output_dir(out_dir, "demo output folder")
+    partial = out / "demo.partial.mp4"
+    with removed_on_error(partial):
+        return _run_demo(checkpoint, out, partial, sequences, length, rate, lockstep, node_params, video, log, progress)
+
+
+def _run_demo(checkpoint, out: Path, partial: Path, sequences, length, rate, lockstep, node_params, video, log, progress):
     import rclpy
 
     from ckd_ros.ros.replay import play_through_node
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = VideoWriter(str(out / "demo.mp4"), fps=25) if video else None
+    writer = VideoWriter(str(partial), fps=25) if video else None
     scores, labels, latencies = [], {}, []
     processed = dropped = 0
     seconds = 0.0
@@ -72,6 +81,7 @@ def run_demo(
                 mode="lockstep" if lockstep else "realtime",
                 params=node_params,
                 name=name,
+                progress=progress,
             )
             scores.append(report.score)
             labels[name] = np.asarray(seq.scenario, dtype=str)
@@ -87,6 +97,8 @@ def run_demo(
         rclpy.try_shutdown()
         if writer is not None:
             writer.close()
+    if writer is not None:
+        partial.replace(out / "demo.mp4")
     metrics = summarise(scores, "lasher")
     metrics["per_label"] = frame_subset_scores(scores, labels)
     metrics["fps"] = processed / seconds if seconds else float("nan")

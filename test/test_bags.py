@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ pytest.importorskip("vision_msgs.msg", reason="needs vision_msgs (scripts/setup_
 from ckd_ros.cli import main as cli_main
 from ckd_ros.data.datasets import read_dataset
 from ckd_ros.data.synthetic import SynthConfig, SyntheticSequence, write_sequence
-from ckd_ros.errors import InputError
+from ckd_ros.errors import CKDError, InputError
 from ckd_ros.model import build_model, load_model, save_checkpoint
 from ckd_ros.ros.bags import Topics, read_bag, typestore, write_sequence_bag
 from ckd_ros.ros.replay import replay
@@ -107,3 +109,71 @@ def test_bag_commands(dataset, tmp_path, capsys):
     assert "processed 24, dropped 0" in text and "PR@20" in text
     assert len((tmp_path / "res" / "seqA.txt").read_text().splitlines()) == 24
     assert cli_main(["bag", "replay", str(tmp_path / "nope")]) == 2
+
+
+def write_bag_with(seq, out, malformed=(), first_gt=None):
+    """A bag as ``write_sequence_bag`` writes it, except that the RGB frames at ``malformed`` carry
+    an encoding no camera has (a pair the node must skip) and the first GT box is ``first_gt``."""
+    from rosbags.rosbag2 import Writer
+
+    from ckd_ros.ros.bags import _detection, _image
+
+    store, img_t, det_t = typestore(), "sensor_msgs/msg/Image", "vision_msgs/msg/Detection2D"
+    gt = seq.gt["aligned"]
+    with Writer(out, version=9) as w:
+        c_rgb, c_tir = (w.add_connection(t, img_t, typestore=store) for t in ("/rgb/image", "/thermal/image"))
+        c_gt = w.add_connection("/ground_truth", det_t, typestore=store)
+        for i, (rgb, tir) in enumerate(seq.pairs()):
+            t = 1_700_000_000_000_000_000 + i * 40_000_000
+            msg = _image(store, rgb, "rgb8", t, "cam")
+            if i in malformed:
+                msg.encoding = "weird42"
+            w.write(c_rgb, t, store.serialize_cdr(msg, img_t))
+            w.write(c_tir, t, store.serialize_cdr(_image(store, tir[:, :, 0], "mono8", t, "cam"), img_t))
+            box = np.asarray(first_gt if i == 0 and first_gt is not None else gt[i], float)
+            w.write(c_gt, t, store.serialize_cdr(_detection(store, box, t, "cam"), det_t))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["realtime", "lockstep"])
+def test_a_bag_of_malformed_frames_is_an_error_not_a_score(dataset, tmp_path, capsys, mode):
+    """Nothing answered is nothing to score (it used to print PR 100: every empty box took the GT
+    of frame 0); lockstep sees the node's malformed count, instead of waiting 60 s per frame."""
+    (seq,) = read_dataset("synthetic", dataset)
+    bag = write_bag_with(seq, tmp_path / "bad", malformed=range(24))
+    t0 = time.monotonic()
+    with pytest.raises(CKDError, match=r"answered none of the 24 pairs: 24 failed \(.*'weird42'"):
+        replay(bag, str(dataset.parent / "tiny.pt"), mode=mode, progress=False)
+    assert time.monotonic() - t0 < 30
+    argv = ["bag", "replay", str(bag), "--checkpoint", str(dataset.parent / "tiny.pt")]
+    assert cli_main(argv + (["--lockstep"] if mode == "lockstep" else [])) == 2
+    out, err = capsys.readouterr()
+    assert "PR@20" not in out and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("ckd-ros bag: error: bad: the ckd_tracker node answered none")
+
+
+def test_lockstep_goes_past_malformed_frames_and_scores_them_as_misses(dataset, tmp_path):
+    """Two malformed pairs: the node skips them, lockstep notices at once, the report counts them,
+    and they score as misses; every other frame is the offline tracker's on the same frames."""
+    (seq,) = read_dataset("synthetic", dataset)
+    ckpt = dataset.parent / "tiny.pt"
+    bag = write_bag_with(seq, tmp_path / "some_bad", malformed=(5, 6))
+    t0 = time.monotonic()
+    report = replay(bag, str(ckpt), mode="lockstep", progress=False)
+    assert time.monotonic() - t0 < 30
+    assert (report.frames, report.processed, report.failed, report.dropped) == (24, 22, 2, 0)
+    assert "weird42" in report.failure and "2 frames without an answer scored as misses" in report.text()
+    assert np.isinf(report.score.errors[[5, 6]]).all() and (report.score.overlaps[[5, 6]] == 0).all()
+    kept = [i for i in range(24) if i not in (5, 6)]
+    pairs = list(seq.pairs())
+    offline = track_sequence(CKDTracker(load_model(ckpt)), [pairs[i] for i in kept], seq.init_box).boxes
+    assert np.abs(report.boxes[kept] - np.array(offline)).max() < 1e-3
+
+
+def test_a_nan_first_ground_truth_box_starts_the_replay_at_the_first_valid_one(dataset, tmp_path):
+    (seq,) = read_dataset("synthetic", dataset)
+    bag = write_bag_with(seq, tmp_path / "nan_first", first_gt=[np.nan] * 4)
+    report = replay(bag, str(dataset.parent / "tiny.pt"), mode="lockstep", progress=False)
+    assert "NaN" in report.note and "replaying from frame 1 of 24" in report.note and report.note in report.text()
+    assert report.frames == 23
+    assert np.allclose(report.boxes[0], seq.gt["aligned"][1], atol=1e-3)  # the node's first answer is its init box

@@ -179,3 +179,48 @@ def test_score_contract_and_missing_results(tmp_path):
     (tmp_path / "r.txt").write_text("1 2 3\n")
     with pytest.raises(InputError, match="expected x,y,w,h"):
         read_results(tmp_path / "r.txt")
+
+
+def test_short_and_long_results_keep_the_toolkit_score_and_are_listed(tmp_path):
+    """score() is the toolkit's (a 1-row result scores over its one frame); length_mismatches is
+    what lets ``eval score`` refuse to print that as if it were the whole sequence."""
+    from ckd_ros.eval import length_mismatches, read_result_folder
+
+    gt = [[10, 10, 20, 20]] * 4
+    for s in ("a", "b", "c"):
+        write(tmp_path / f"ds/{s}/init.txt", gt)
+    write(tmp_path / "res/a.txt", gt[:1])
+    write(tmp_path / "res/b.txt", gt)
+    write(tmp_path / "res/c.txt", gt + [[0, 0, 5, 5]] * 2)
+    m = score("lasher", tmp_path / "ds", tmp_path / "res")
+    assert m["per_sequence"]["a"]["PR"] == 1.0 and m["frames"] == 1 + 4 + 4  # a: its own frame; c: cut to the GT
+    seqs = read_dataset("lasher", tmp_path / "ds")
+    short, long = length_mismatches(seqs, read_result_folder(tmp_path / "res", seqs), tmp_path / "res", "lasher")
+    assert short.short and not long.short
+    assert short.text() == f"{tmp_path / 'res/a.txt'} has 1 rows, the ground truth {tmp_path / 'ds/a/init.txt'} has 4"
+    assert (long.rows, long.expected) == (6, 4)
+
+
+def test_unanswered_frames_are_misses_where_a_lost_box_takes_the_previous_one():
+    gt = np.array([[10, 10, 20, 20]] * 4, float)
+    res = gt.copy()
+    res[2] = 0  # no box at frame 2
+    assert score_lasher_sequence("s", res, gt).pr[20] == 1.0  # an empty row repeats the previous box (toolkit)
+    s = score_lasher_sequence("s", res, gt, missing=np.array([True, False, True, False]))
+    assert s.pr[20] == 0.75 and np.isinf(s.errors[2]) and s.overlaps[2] == 0
+    assert s.errors[0] == 0  # frame 0 is the GT whatever happened there, as in the toolkit
+
+
+def test_timing_files_are_read_strictly(tmp_path):
+    from ckd_ros.eval import read_seconds
+
+    f = tmp_path / "s_time.txt"
+    f.write_text("0.5\n\n0.25\n")
+    assert read_seconds(f).tolist() == [0.5, 0.25]
+    for text, message in (("0.1\nabc\n", r"s_time.txt:2: not a number of seconds: 'abc'"), ("-1\n", "not a time")):
+        f.write_text(text)
+        with pytest.raises(InputError, match=message):
+            read_seconds(f)
+    f.write_bytes(b"\xff\n")
+    with pytest.raises(InputError, match="s_time.txt: timing file is not UTF-8"):
+        read_seconds(f)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ckd_ros.data.files import read_text
 from ckd_ros.data.frames import list_images, read_rgb
 from ckd_ros.errors import InputError
 
@@ -25,12 +26,11 @@ def read_boxes(path: Path, ltrb: bool = False, allow_nan: bool = False) -> np.nd
 
     8-value polygon rows become their axis-aligned bounding box. ``ltrb`` files (GTOT) are
     converted with w = x2 − x1, h = y2 − y1 (no +1, as the toolkit). ``allow_nan`` keeps rows like
-    ``NaN,NaN,NaN,NaN`` (absent target) as zeros.
+    ``NaN,NaN,NaN,NaN`` (absent target) as zeros. An infinite value is always an error: no
+    annotation tool writes one, and it would reach the tracker as an impossible init box.
     """
-    if not path.is_file():
-        raise InputError(f"{path}: ground-truth file not found")
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(path, "ground-truth file").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
@@ -48,6 +48,8 @@ def read_boxes(path: Path, ltrb: bool = False, allow_nan: bool = False) -> np.nd
             if not allow_nan:
                 raise InputError(f"{path}:{n}: NaN in {line!r}")
             values = [0.0, 0.0, 0.0, 0.0]
+        if any(np.isinf(values)):
+            raise InputError(f"{path}:{n}: infinite value in {line!r}")
         rows.append(values)
     if not rows:
         raise InputError(f"{path}: no boxes")
@@ -64,6 +66,8 @@ class Sequence:
     tir_dir: Path
     init_box: tuple[float, float, float, float]
     gt: dict[str, np.ndarray]  # "aligned" (one GT) or "visible" + "infrared"
+    gt_files: tuple[Path, ...] = ()  # the files ``gt`` was read from, for messages that name them
+    init_file: Path | None = None  # the file ``init_box`` was read from (default: the first of gt_files)
     gt_frames: np.ndarray | None = None  # frame indices of sparse GT rows (VTUAV); None: every frame
     labels: np.ndarray | None = None  # optional per-frame labels (synthetic scenarios)
     _files: tuple[list[Path], list[Path]] | None = field(default=None, repr=False)
@@ -84,11 +88,11 @@ class Sequence:
 
 def _seq_dirs(root: Path, names: list[str] | None) -> list[Path]:
     if not root.is_dir():
-        raise InputError(f"{root}: dataset root not found")
+        raise InputError(f"{root}: dataset root {'is not a folder' if root.exists() else 'not found'}")
     if names is None:
         listed = [root / f for f in ("testingsetList.txt", "list.txt") if (root / f).is_file()]
         if listed:
-            names = [n.strip() for n in listed[0].read_text().splitlines() if n.strip()]
+            names = [n.strip() for n in read_text(listed[0], "sequence list").splitlines() if n.strip()]
     dirs = [root / n for n in names] if names is not None else sorted(p for p in root.iterdir() if p.is_dir())
     missing = [d.name for d in dirs if not d.is_dir()]
     if missing:
@@ -104,7 +108,7 @@ def _init(boxes: np.ndarray) -> tuple[float, float, float, float]:
 
 def _labels(d: Path) -> np.ndarray | None:
     f = d / "scenario.txt"
-    return np.array(f.read_text().split()) if f.is_file() else None
+    return np.array(read_text(f, "scenario label file").split()) if f.is_file() else None
 
 
 def read_lasher(root: Path, names: list[str] | None = None) -> list[Sequence]:
@@ -112,7 +116,8 @@ def read_lasher(root: Path, names: list[str] | None = None) -> list[Sequence]:
     out = []
     for d in _seq_dirs(root, names):
         gt = read_boxes(d / "init.txt")
-        out.append(Sequence(d.name, d / "visible", d / "infrared", _init(gt), {"aligned": gt}, labels=_labels(d)))
+        labels = _labels(d)
+        out.append(Sequence(d.name, d / "visible", d / "infrared", _init(gt), {"aligned": gt}, (d / "init.txt",), labels=labels))
     return out
 
 
@@ -122,7 +127,8 @@ def read_rgbt234(root: Path, names: list[str] | None = None) -> list[Sequence]:
     for d in _seq_dirs(root, names):
         init = read_boxes(d / "init.txt")
         gt = {"visible": read_boxes(d / "visible.txt"), "infrared": read_boxes(d / "infrared.txt")}
-        out.append(Sequence(d.name, d / "visible", d / "infrared", _init(init), gt))
+        files = (d / "visible.txt", d / "infrared.txt")
+        out.append(Sequence(d.name, d / "visible", d / "infrared", _init(init), gt, files, d / "init.txt"))
     return out
 
 
@@ -131,7 +137,7 @@ def read_rgbt210(root: Path, names: list[str] | None = None) -> list[Sequence]:
     out = []
     for d in _seq_dirs(root, names):
         gt = read_boxes(d / "init.txt")
-        out.append(Sequence(d.name, d / "visible", d / "infrared", _init(gt), {"aligned": gt}))
+        out.append(Sequence(d.name, d / "visible", d / "infrared", _init(gt), {"aligned": gt}, (d / "init.txt",)))
     return out
 
 
@@ -143,8 +149,10 @@ def read_gtot(root: Path, names: list[str] | None = None) -> list[Sequence]:
             "visible": read_boxes(d / "groundTruth_v.txt", ltrb=True),
             "infrared": read_boxes(d / "groundTruth_i.txt", ltrb=True),
         }
-        init = read_boxes(d / "init.txt") if (d / "init.txt").is_file() else gt["visible"]
-        out.append(Sequence(d.name, d / "v", d / "i", _init(init), gt))
+        has_init = (d / "init.txt").is_file()
+        init = read_boxes(d / "init.txt") if has_init else gt["visible"]
+        files = (d / "groundTruth_v.txt", d / "groundTruth_i.txt")
+        out.append(Sequence(d.name, d / "v", d / "i", _init(init), gt, files, d / "init.txt" if has_init else files[0]))
     return out
 
 
@@ -162,7 +170,7 @@ def read_vtuav(root: Path, names: list[str] | None = None) -> list[Sequence]:
         stride = max(1, round(n / len(gt))) if len(gt) < n else 1
         frames = np.arange(len(gt)) * stride
         first = next((i for i, b in enumerate(gt) if b[2] > 0 and b[3] > 0), 0)
-        out.append(Sequence(d.name, d / "rgb", d / "ir", _init(gt[first:]), {"aligned": gt}, gt_frames=frames))
+        out.append(Sequence(d.name, d / "rgb", d / "ir", _init(gt[first:]), {"aligned": gt}, (d / "rgb.txt",), gt_frames=frames))
     return out
 
 

@@ -49,6 +49,20 @@ class FrameSource:
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else self.count
 
+    def first(self) -> np.ndarray:
+        """The first frame, read alone: its size checks an init box before a model is loaded or an
+        output written. A video that decodes no frame is an error here (its header count may lie)."""
+        if self.files is not None:
+            return read_rgb(self.files[0])
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            ok, frame = cap.read()
+        finally:
+            cap.release()
+        if not ok:
+            raise InputError(f"{self.path}: no frame could be decoded from this video")
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.files is not None:
             yield from (read_rgb(p) for p in self.files)

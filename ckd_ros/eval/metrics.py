@@ -79,12 +79,22 @@ class SequenceScore:
     frames: int = 0
 
 
-def score_lasher_sequence(name: str, result: np.ndarray, gt: np.ndarray) -> SequenceScore:
+def score_lasher_sequence(name: str, result: np.ndarray, gt: np.ndarray, missing: np.ndarray | None = None) -> SequenceScore:
+    """The LasHeR rules (``lasher_prepare``). ``missing`` flags frames the tracker never answered (a
+    node that dropped or rejected the pair): they are misses at every threshold, where a w ≤ 0 box
+    (an answer: "lost") takes the previous row. A result file cannot say "no answer"; a replay can,
+    and carrying the previous box forward would score a node that answered nothing as perfect.
+    Frame 0 stays the GT and invalid-GT frames keep their rule, as the toolkit has it."""
     res, gt, invalid = lasher_prepare(result, gt)
     err = centre_error(res, gt)
     nerr = centre_error(res, gt, normalise_by=gt)
     ov = iou(res, gt)
     err[invalid], nerr[invalid], ov[invalid] = -1.0, -1.0, -1.0  # PR: hit; SR: miss (spec §5.3)
+    if missing is not None:
+        miss = np.zeros(len(res), bool)
+        miss[1:] = np.asarray(missing, bool)[1 : len(res)]
+        miss &= ~invalid
+        err[miss], nerr[miss], ov[miss] = np.inf, np.inf, 0.0
     return SequenceScore(
         name, precision_curve(err, PR_THRESHOLDS), success_curve(ov), precision_curve(nerr, NPR_THRESHOLDS), err, ov, len(res)
     )

@@ -6,16 +6,38 @@ from pathlib import Path
 
 import numpy as np
 
+from ckd_ros.data.files import output_file
+from ckd_ros.errors import InputError
 from ckd_ros.eval.metrics import SR_THRESHOLDS
 
 
+def plot_path(path: str | Path) -> Path:
+    """Where ``plot_curves`` will write: a file whose suffix matplotlib can write (none: ``.png``,
+    the suffix matplotlib would add itself), in a folder that exists or can be made. Checked
+    before any scoring, so a bad path costs nothing and is never noticed after the table printed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: the plot file is a folder; name a file, e.g. {path / 'plots.png'}")
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        known = ", ".join("." + f for f in sorted(formats))
+        raise InputError(f"{path}: cannot write a plot as {path.suffix!r}; use one of {known}")
+    return output_file(path, "plot file")
+
+
 def plot_curves(metrics: dict[str, dict[str, object]], path: str | Path, title: str = "") -> Path:
-    """One PNG with the precision plot (left) and the success plot (right) for several trackers."""
+    """One image (PNG unless ``path`` names another format) with the precision plot (left) and the
+    success plot (right) for several trackers; returns the path written (see ``plot_path``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    path = plot_path(path)
     fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(11, 4.5))
     order = sorted(metrics, key=lambda k: -float(metrics[k]["SR"]))
     for name in order:
@@ -29,10 +51,15 @@ def plot_curves(metrics: dict[str, dict[str, object]], path: str | Path, title: 
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left" if ax is ax_s else "lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=110, format=path.suffix[1:].lower())
+        tmp.replace(path)  # a failed write never leaves a truncated image under the real name
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write the plot: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -17,9 +17,11 @@ import cv2
 import numpy as np
 
 from ckd_ros.data.datasets import Sequence
+from ckd_ros.data.files import output_dir, output_file
+from ckd_ros.errors import InputError
 from ckd_ros.tracker.geometry import Box
 from ckd_ros.tracker.offline import track_sequence
-from ckd_ros.tracker.tracker import TrackResult
+from ckd_ros.tracker.tracker import TrackResult, check_box
 
 
 class PairTracker(Protocol):
@@ -49,8 +51,7 @@ def run_dataset(
     """Track every sequence not yet in ``out_dir``; returns {"fps": …, "tracked": n, "skipped": n}."""
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, "results folder")
     frames, secs, tracked, skipped = 0, 0.0, 0, 0
     bar = tqdm(sequences, desc=desc, unit="seq", disable=not progress)
     for seq in bar:
@@ -59,6 +60,8 @@ def run_dataset(
             skipped += 1
             continue
         bar.set_postfix(seq=seq.name)
+        output_file(path, "result file")  # not a folder of that name: found before the sequence is tracked
+        check_init_box(seq)
         run = track_sequence(make_tracker(), seq.pairs(), seq.init_box)
         boxes, seconds = run.boxes, run.seconds
         write_result(path, boxes, seconds, float_boxes)
@@ -66,6 +69,19 @@ def run_dataset(
         secs += sum(seconds[1:])
         tracked += 1
     return {"fps": frames / secs if secs > 0 else float("nan"), "tracked": tracked, "skipped": skipped}
+
+
+def check_init_box(seq: Sequence) -> None:
+    """The sequence's initial box against its first frame, the message naming the file it came from
+    (the tracker's own check would only show the numbers)."""
+    from ckd_ros.data.frames import read_rgb
+
+    rgb_files, _ = seq.files()
+    try:
+        check_box(seq.init_box, read_rgb(rgb_files[0]).shape[:2])
+    except InputError as exc:
+        source = seq.init_file or (seq.gt_files[0] if seq.gt_files else seq.name)
+        raise InputError(f"{source}: initial box of sequence {seq.name}: {exc}") from None
 
 
 class ConstantBox:

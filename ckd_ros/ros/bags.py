@@ -8,15 +8,18 @@ from the installed interface definitions, so the bags carry the real type names 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ckd_ros.data.datasets import Sequence
+from ckd_ros.data.files import output_dir, removed_on_error
 from ckd_ros.errors import ConfigError, InputError
 
 VISION_MSGS = (
@@ -39,6 +42,15 @@ class Topics:
 
 
 DEFAULT_TOPICS = Topics()
+IMAGE = "sensor_msgs/msg/Image"
+DETECTION = "vision_msgs/msg/Detection2D"
+
+
+def check_rate(rate: float) -> float:
+    """A stamp rate in Hz: positive and finite (inf would stamp every frame alike, NaN fails late)."""
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(f"rate must be a positive number of frames per second, got {rate}")
+    return rate
 
 
 def _vision_msgs_dir() -> Path:
@@ -108,79 +120,104 @@ def write_sequence_bag(
     with_gt: bool = True,
 ) -> Path:
     """One sequence → one bag; frame i is stamped start + i / rate (``with_gt=False``: images only,
-    like a robot's recording)."""
+    like a robot's recording). A bag that fails half-way (an unreadable frame, Ctrl-C) is removed:
+    ``from-dataset`` skips bags that exist, so a partial one would pass for complete."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from tqdm import tqdm
 
-    if rate <= 0:
-        raise ConfigError(f"rate must be positive, got {rate}")
+    check_rate(rate)
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
         raise ConfigError(f"storage {storage!r} is not mcap or sqlite3")
     out = Path(out)
     if out.exists():
         raise InputError(f"{out}: already exists (a bag is a new folder)")
+    output_dir(out.parent, "folder for the bag")
     store = typestore()
     gt = seq.gt.get("aligned", seq.gt.get("visible"))
-    with Writer(out, version=9, storage_plugin=plugins[storage]) as writer:
-        img_t = "sensor_msgs/msg/Image"
-        c_rgb = writer.add_connection(topics.rgb, img_t, typestore=store)
-        c_tir = writer.add_connection(topics.thermal, img_t, typestore=store)
-        c_gt = writer.add_connection(topics.gt, "vision_msgs/msg/Detection2D", typestore=store)
-        for i, (rgb, tir) in enumerate(tqdm(seq.pairs(), total=len(seq), desc=seq.name, unit="frame", disable=not progress)):
-            t = start_ns + round(i * 1e9 / rate)
-            writer.write(c_rgb, t, store.serialize_cdr(_image(store, rgb, "rgb8", t, topics.frame_id), img_t))
-            writer.write(c_tir, t, store.serialize_cdr(_image(store, tir[:, :, 0], "mono8", t, topics.frame_id), img_t))
-            if with_gt and i < len(gt) and gt[i][2] > 0 and gt[i][3] > 0:
-                det = _detection(store, gt[i], t, topics.frame_id)
-                writer.write(c_gt, t, store.serialize_cdr(det, "vision_msgs/msg/Detection2D"))
+    writer = Writer(out, version=9, storage_plugin=plugins[storage])
+    with removed_on_error(out):
+        try:
+            writer.open()
+        except OSError as exc:
+            raise InputError(f"{out}: cannot create the bag: {exc.strerror or exc}") from None
+        try:
+            _write_frames(writer, store, seq, gt if with_gt else None, rate, topics, start_ns, progress)
+        except BaseException:
+            with suppress(Exception):  # the original error is the one to report
+                writer.abort()
+            raise
+        writer.close()
     return out
+
+
+def _write_frames(writer, store, seq: Sequence, gt, rate: float, topics: Topics, start_ns: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    c_rgb = writer.add_connection(topics.rgb, IMAGE, typestore=store)
+    c_tir = writer.add_connection(topics.thermal, IMAGE, typestore=store)
+    c_gt = writer.add_connection(topics.gt, DETECTION, typestore=store)
+    for i, (rgb, tir) in enumerate(tqdm(seq.pairs(), total=len(seq), desc=seq.name, unit="frame", disable=not progress)):
+        t = start_ns + round(i * 1e9 / rate)
+        writer.write(c_rgb, t, store.serialize_cdr(_image(store, rgb, "rgb8", t, topics.frame_id), IMAGE))
+        writer.write(c_tir, t, store.serialize_cdr(_image(store, tir[:, :, 0], "mono8", t, topics.frame_id), IMAGE))
+        if gt is not None and i < len(gt) and gt[i][2] > 0 and gt[i][3] > 0:
+            writer.write(c_gt, t, store.serialize_cdr(_detection(store, gt[i], t, topics.frame_id), DETECTION))
 
 
 @dataclass
 class BagFrames:
-    """The bag's synchronized frames: raw CDR bytes per topic keyed by header stamp (ns)."""
+    """The bag's synchronized frames: raw CDR bytes per topic keyed by header stamp (ns), and the
+    (height, width) each RGB message declares (to check an init box before playing)."""
 
     rgb: list[tuple[int, bytes]]
     thermal: list[tuple[int, bytes]]
     gt: dict[int, tuple[float, float, float, float]]
+    rgb_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def read_bag(path: str | Path, topics: Topics) -> BagFrames:
-    from rosbags.rosbag2 import Reader
+    """All image and ground-truth messages of a bag. Whatever the bag library cannot read (a
+    corrupt ``metadata.yaml``, a missing or truncated storage file, a message that does not
+    deserialize) is an InputError naming the bag, on one line; wrong message types name the topic."""
+    from rosbags.rosbag2 import Reader, ReaderError
+    from rosbags.serde import SerdeError
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such bag")
     store = typestore()
-    rgb, tir, gt = [], [], {}
+    rgb, tir, gt, sizes = [], [], {}, {}
     try:
         with Reader(path) as reader:
-            names = {c.topic for c in reader.connections}
-            for need in (topics.rgb, topics.thermal):
-                if need not in names:
-                    raise InputError(f"{path}: no topic {need}; the bag has {sorted(names)}")
+            types = {c.topic: c.msgtype for c in reader.connections}
+            for need, msgtype in ((topics.rgb, IMAGE), (topics.thermal, IMAGE), (topics.gt, DETECTION)):
+                if need not in types and need != topics.gt:
+                    raise InputError(f"{path}: no topic {need}; the bag has {sorted(types)}")
+                if need in types and types[need] != msgtype:
+                    raise InputError(f"{path}: topic {need} carries {types[need]}, not {msgtype}")
             conns = [c for c in reader.connections if c.topic in (topics.rgb, topics.thermal, topics.gt)]
             for conn, _t, raw in reader.messages(connections=conns):
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                stamp = _ns(msg.header.stamp)
                 if conn.topic == topics.gt:
-                    msg = store.deserialize_cdr(raw, conn.msgtype)
                     b = msg.bbox
-                    gt[_ns(msg.header.stamp)] = (
+                    gt[stamp] = (
                         b.center.position.x - b.size_x / 2,
                         b.center.position.y - b.size_y / 2,
                         b.size_x,
                         b.size_y,
                     )
+                elif conn.topic == topics.rgb:
+                    rgb.append((stamp, bytes(raw)))
+                    sizes[stamp] = (int(msg.height), int(msg.width))
                 else:
-                    stamp = _ns(store.deserialize_cdr(raw, conn.msgtype).header.stamp)
-                    (rgb if conn.topic == topics.rgb else tir).append((stamp, bytes(raw)))
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable ROS 2 bag: {exc}") from None
+                    tir.append((stamp, bytes(raw)))
+    except (ReaderError, SerdeError, OSError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())  # YAML errors span lines; the CLI prints one
+        raise InputError(f"{path}: not a readable ROS 2 bag: {reason}") from None
     rgb.sort(key=lambda x: x[0])
     tir.sort(key=lambda x: x[0])
-    return BagFrames(rgb, tir, gt)
+    return BagFrames(rgb, tir, gt, sizes)
 
 
 def _ns(stamp) -> int:
