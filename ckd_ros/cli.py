@@ -29,6 +29,7 @@ def _progress() -> bool:
 def _convert(args: argparse.Namespace) -> int:
     from ckd_ros.model import load_model, save_checkpoint
 
+    output_file(args.output, "output checkpoint")  # before minutes of reading a ViT-B file
     model = load_model(args.input, variant=args.variant, trust_pickle=True)
     if args.ce_mode:
         model.set_elimination(ce_mode=args.ce_mode)
@@ -81,7 +82,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="model file (default: the shipped model)")
     p.add_argument("--variant", help="variant for a bare state_dict")
     p.add_argument("--ce-mode", choices=["mce", "ce", "none"])
-    p.add_argument("--trust-pickle", action="store_true", help="allow official trainer files (runs pickle)")
+    p.add_argument("--trust-pickle", action="store_true", help="also read official trainer files (allowlist unpickler)")
     p.set_defaults(func=_export)
 
 
@@ -89,9 +90,10 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="official CKD checkpoint (.pth.tar) → the project's safe format",
-        description="Open an official CKD trainer file or bare state_dict once (this runs pickle, so only "
-        "convert files you trust), drop the teacher keys, check all 394 keys strictly, and write a "
-        "tensors-only file that robots load with weights_only=True.",
+        description="Read an official CKD trainer file or bare state_dict once (with an allowlist unpickler "
+        "that rebuilds tensors and runs none of the file's code), check its config, all 394 keys and "
+        "shapes strictly, drop the teacher keys, and write a tensors-only file that robots load with "
+        "weights_only=True.",
     )
     p.add_argument("input", help="OSTrack_CKD_epNNNN.pth.tar or a bare state_dict")
     p.add_argument("output", help="output file, e.g. models/ckd_vitb_mce.pt")
@@ -108,7 +110,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", default="fp32", choices=PRECISIONS, help="fp32 (official outputs), fp16 (CUDA), bf16, int8 (CPU)"
     )
-    p.add_argument("--trust-pickle", action="store_true", help="allow official trainer files (runs pickle)")
+    p.add_argument("--trust-pickle", action="store_true", help="also read official trainer files (allowlist unpickler)")
 
 
 def _load_model(args: argparse.Namespace):
@@ -304,10 +306,7 @@ def _tracker_labels(folders: list[str]) -> list[str]:
 def _length_refusal(mismatches, count: int, folder: str) -> str:
     first = mismatches[0].text()
     what = first if len(mismatches) == 1 else f"{len(mismatches)} of {count} result files in {folder} differ, e.g. {first}"
-    return (
-        f"{what}: a result file needs one row per frame; --allow-short scores over the frames both have, as the "
-        "toolkit does"
-    )
+    return f"{what}: a result file needs one row per frame; --allow-short scores over the frames both have, as the toolkit does"
 
 
 def _eval_score(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ def w(tmp_path_factory) -> Path:
     (root / "emptydir").mkdir()
     (root / "bad.yaml").write_text("a: [\n")
     (root / "nonutf8.yaml").write_bytes(b"\xff\xfe")
+    (root / "badflow.yaml").write_text("stage: [1,\n model: 2\n")
 
     def dataset(name: str, change) -> None:
         shutil.copytree(root / "ds", root / name)
@@ -167,6 +168,9 @@ CASES = [
     ("export-opset-0", EXPORT + " --opset 0", ["--opset 0"], "m.onnx"),
     ("export-opset-999", EXPORT + " --opset 999", ["--opset 999"], "m.onnx"),
     ("train-out-under-a-file", "train config/train/synth_stage0.yaml --out {w}/afile.txt/x", ["afile.txt/x"], None),
+    ("train-config-not-utf8", "train {w}/nonutf8.yaml", ["nonutf8.yaml", "UTF-8"], None),
+    ("train-config-bad-yaml", "train {w}/badflow.yaml", ["badflow.yaml", "not valid YAML"], None),
+    ("convert-out-under-a-file", "convert {w}/tiny.pt {w}/afile.txt/x.pt", ["afile.txt"], None),
 ]
 BAG_CASES = [
     ("replay-corrupt-metadata", "bag replay {w}/bag_badmeta", ["bag_badmeta/metadata.yaml", "YAML"], None),

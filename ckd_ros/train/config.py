@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ckd_ros.data.files import read_text
 from ckd_ros.errors import ConfigError
 from ckd_ros.model import ModelConfig, load_variant
 from ckd_ros.train.actor import LossConfig
@@ -94,9 +95,9 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
     if not path.is_file():
         raise ConfigError(f"{path}: no such training config")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = yaml.safe_load(read_text(path, "training config")) or {}
+    except yaml.YAMLError as exc:  # PyYAML's message spans several lines: one line for the CLI
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping")
     for item in overrides:
