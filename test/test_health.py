@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ckd_ros.ros.health import ERROR, OK, WARN, Health
+from ckd_ros.ros.loss import StreamLoss
 from ckd_ros.ros.worker import RateMeter
 
 
@@ -45,3 +47,25 @@ def test_rate_meter_remembers_the_last_event_after_the_window_forgets_it():
     m.tick(now=100.5)
     assert m.rate(now=100.5) > 0
     assert m.rate(now=130.0) == 0.0 and m.last == 100.5  # seconds_since_pair stays true after 5 s
+
+
+@pytest.mark.parametrize("keep", [1.0, 0.9, 0.5, 0.4])
+def test_stream_loss_counts_the_frames_that_never_arrived(keep):
+    rng = np.random.default_rng(7)
+    period = 1 / 30
+    stamps = [i * period + rng.normal(0, 0.001) for i in range(600)]
+    kept = [s for s in stamps if rng.random() < keep]
+    loss = StreamLoss(window=1000)
+    for s in kept:
+        loss.add(1000.0 + s)
+    true_lost = 600 - len(kept) - stamps.index(kept[0])  # frames before the first received are unknowable
+    assert loss.received == len(kept) and abs(loss.lost - true_lost) <= 0.03 * 600
+    assert abs(loss.recent_loss() - (1 - keep)) < 0.05
+    assert loss.period == pytest.approx(period, rel=0.1)
+
+
+def test_stream_loss_ignores_repeated_and_out_of_order_stamps():
+    loss = StreamLoss()
+    for s in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.45, 0.6, 1.0]:
+        loss.add(s)
+    assert loss.received == 10 and loss.lost == 3  # 0.7, 0.8, 0.9 missing

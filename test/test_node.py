@@ -79,10 +79,12 @@ class Graph:
         self.spinner = BackgroundSpinner(self.executor).start()
         self.rng = np.random.default_rng(0)
         self.sec = 100
+        self.closed = False
+        raw = [params.get(f"{s}_transport", "raw") == "raw" for s in ("rgb", "thermal")]  # else the test subscribes
         assert wait_for(
             lambda: (
-                self.pub_rgb.get_subscription_count() >= 1
-                and self.pub_tir.get_subscription_count() >= 1
+                (not raw[0] or self.pub_rgb.get_subscription_count() >= 1)
+                and (not raw[1] or self.pub_tir.get_subscription_count() >= 1)
                 and self.pub_init.get_subscription_count() >= 1
             )
         )
@@ -116,6 +118,9 @@ class Graph:
         return {kv.key: kv.value for kv in self.diags[-1].status[0].values} if self.diags else {}
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.spinner.stop()
         self.node.destroy_node()
         self.peer.destroy_node()

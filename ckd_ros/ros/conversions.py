@@ -7,16 +7,51 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from ckd_ros.preprocess import RawImage, encode
+from ckd_ros.preprocess.compressed import decode_compressed
 from ckd_ros.tracker.geometry import Box
 
 
-def raw_image(msg: Image) -> RawImage:
+def raw_image(msg: Image | CompressedImage) -> RawImage:
+    """An ``Image``'s buffer as is (a view), or a ``CompressedImage`` decoded: called in the worker
+    thread, so decoding never holds up the executor."""
+    if isinstance(msg, CompressedImage):
+        image, encoding = decode_compressed(msg.data, msg.format)
+        return RawImage(
+            image,
+            image.shape[0],
+            image.shape[1],
+            encoding,
+            image.shape[1] * image.itemsize * (image.size // image.shape[0] // image.shape[1]),
+        )
     return RawImage(msg.data, msg.height, msg.width, msg.encoding, msg.step, bool(msg.is_bigendian))
+
+
+def compressed_msg(
+    array: np.ndarray, encoding: str, codec: str = "jpeg", header: Header | None = None, quality: int = 90
+) -> CompressedImage:
+    """A CompressedImage as image_transport's compressed plugin writes it (``format`` "<encoding>;
+    <codec> compressed <target>"), from an (H, W[, C]) array in ``encoding`` (rgb8, mono8, mono16...)."""
+    import cv2
+
+    if codec not in ("jpeg", "png"):
+        raise ValueError(f"codec {codec!r} is not jpeg or png")
+    image = array[:, :, ::-1] if encoding == "rgb8" else array  # OpenCV writes BGR
+    target = "bgr8" if encoding in ("rgb8", "bgr8") else encoding
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if codec == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(image), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {array.shape} {array.dtype} image as {codec}")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = f"{encoding}; {codec} compressed {target}"
+    msg.data = buf.tobytes()
+    return msg
 
 
 def stamp_seconds(stamp: Time) -> float:

@@ -29,11 +29,11 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray
 
@@ -44,6 +44,7 @@ from ckd_ros.preprocess import AGCConfig, FramePreprocessor, PreprocessConfig
 from ckd_ros.resources import shipped_model
 from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, image_msg, raw_image, stamp_seconds
 from ckd_ros.ros.health import ERROR, OK, WARN, Health
+from ckd_ros.ros.loss import StreamLoss
 from ckd_ros.ros.params import BY_NAME, declare_all
 from ckd_ros.ros.sync import PairSync
 from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
@@ -53,6 +54,7 @@ from ckd_ros.viz import annotate_pair
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 RUNTIME_TRACKER = ("score_threshold", "lost_frames")
+STREAMS = ("rgb", "thermal")
 # What a CUDA failure says (OutOfMemoryError aside): driver, cuDNN/cuBLAS, kernel and assert errors.
 CUDA_FAILURE = re.compile(r"CUDA|cuda|cuDNN|CUDNN|cuBLAS|CUBLAS|NVRTC|device-side assert|out of memory")
 
@@ -142,16 +144,17 @@ class TrackerNodeMixin:
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         reliability = ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         self.input_qos = QoSProfile(reliability=reliability, history=HistoryPolicy.KEEP_LAST, depth=self.p["qos_depth"])
-        streams = ("rgb", "thermal")
+        self.loss = {k: StreamLoss() for k in STREAMS}
+        topics, types = self._input_topics()
         self.sync = PairSync(
             self,
-            "rgb/image",
-            "thermal/image",
+            *topics,
             self.input_qos,
             self.p["slop"],
             self.p["queue_size"],
             self._on_pair,
-            on_message=lambda k: self.rates[streams[k]].tick(),
+            on_message=self._on_message,
+            msg_types=types,
         )
         self._entities = [
             self.create_subscription(Detection2D, "~/init", self._on_init_detection, RELIABLE),
@@ -165,8 +168,7 @@ class TrackerNodeMixin:
         self.started = time.monotonic()
         if self.p["init_box"][2] > 0:
             self._request_init(tuple(self.p["init_box"]), None, "parameter")
-        names = [self.resolve_topic_name(t) for t in ("rgb/image", "thermal/image")]
-        self.topics_text = f"{names[0]} + {names[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
+        self.topics_text = f"{topics[0]} + {topics[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
         self.configured = True
         cfg = self.tracker.config
         extras = [cfg.precision + (" (auto)" if self.p["precision"] == "auto" else "")]
@@ -261,6 +263,25 @@ class TrackerNodeMixin:
             self.tracker.initialize(rgb, tir, box)
 
     # -- inputs --------------------------------------------------------------------------------
+    def _input_topics(self) -> tuple[tuple[str, str], tuple[type, type]]:
+        """The two subscriptions: ``rgb/image`` and ``thermal/image`` after remapping, with
+        ``/compressed`` appended for a compressed stream, as image_transport resolves a base topic
+        and then adds the transport's suffix (so a remap of the base topic covers both)."""
+        topics, types = [], []
+        for stream in STREAMS:
+            base = self.resolve_topic_name(f"{stream}/image")
+            compressed = self.p[f"{stream}_transport"] == "compressed"
+            topics.append(base + "/compressed" if compressed else base)
+            types.append(CompressedImage if compressed else Image)
+        return (topics[0], topics[1]), (types[0], types[1])
+
+    def _on_message(self, stream: int, msg: Image | CompressedImage) -> None:
+        """Every arriving message (executor thread): its rate, and the source frames that never
+        arrived, from the gaps in its header stamps. Nothing here touches the image data."""
+        name = STREAMS[stream]
+        self.rates[name].tick()
+        self.loss[name].add(stamp_seconds(msg.header.stamp))
+
     def _on_pair(self, rgb: Image, thermal: Image) -> None:
         if not self.active:
             return
@@ -456,6 +477,16 @@ class TrackerNodeMixin:
                 text + f"; rgb {self.rates['rgb'].rate():.1f} Hz, thermal {self.rates['thermal'].rate():.1f} Hz",
                 throttle_duration_sec=10.0,
             )
+        for name, loss in self.loss.items():
+            fraction = loss.recent_loss()
+            if fraction > self.p["input_loss_warn"]:
+                problems.append(
+                    (
+                        WARN,
+                        f"{fraction:.0%} of the {name} camera's frames never arrived (gaps in their stamps): "
+                        "see README 'Large images over DDS'",
+                    )
+                )
         health = self.health.status(last_pair, now)
         if health.level != OK:
             problems.append((health.level, health.message))
@@ -495,6 +526,9 @@ class TrackerNodeMixin:
             "latency_p50_ms": f"{self.latency.pct(50):.2f}",
             "latency_p95_ms": f"{self.latency.pct(95):.2f}",
             "seconds_since_pair": f"{silent:.2f}",
+            **{f"{name}_loss": f"{loss.recent_loss():.3f}" for name, loss in self.loss.items()},
+            **{f"{name}_lost_total": str(loss.lost) for name, loss in self.loss.items()},
+            **{f"{name}_period_ms": f"{(loss.period or 0.0) * 1000:.1f}" for name, loss in self.loss.items()},
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
@@ -559,9 +593,13 @@ def main(args: list[str] | None = None, node_class: type = CKDTrackerNode) -> in
         print(f"ckd_tracker: error: the ROS arguments were refused: {detail}{hint}", file=sys.stderr)
         return 2
     node = None
+    # The executor exists before the node: a Ctrl-C that lands while rclpy.spin would be building
+    # one leaves a half-made executor whose __del__ prints a traceback at exit.
+    executor = SingleThreadedExecutor()
     try:
         node = node_class()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except CKDError as exc:
@@ -570,6 +608,7 @@ def main(args: list[str] | None = None, node_class: type = CKDTrackerNode) -> in
     finally:
         if node is not None:
             node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
     return 0
 

@@ -169,6 +169,10 @@ class Param:
         return self.rule(value) if self.rule else None
 
 
+# How an image stream arrives (image_transport's names): raw sensor_msgs/Image, or
+# sensor_msgs/CompressedImage on "<topic>/compressed".
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
 PARAMS: tuple[Param, ...] = (
     Param("checkpoint", "", "model file; empty = the shipped small model in models/", read_only=True),
     Param("model_variant", "", "variant for a bare state_dict (e.g. ckd_vitb_mce); empty = inferred", read_only=True),
@@ -227,6 +231,21 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("qos_depth", 5, "input QoS history depth", lo=1, hi=1000, read_only=True),
     Param(
+        "rgb_transport",
+        "raw",
+        "RGB input: raw (sensor_msgs/Image on rgb/image) or compressed (sensor_msgs/CompressedImage, jpeg or png, "
+        "on <rgb/image>/compressed as image_transport names it; decoded in the worker)",
+        IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
+    Param(
+        "thermal_transport",
+        "raw",
+        "thermal input: raw or compressed (as rgb_transport; 16-bit thermal needs png)",
+        IMAGE_TRANSPORTS,
+        read_only=True,
+    ),
+    Param(
         "thermal_agc",
         "percentile",
         "16-bit thermal AGC: percentile, minmax, fixed, none",
@@ -274,6 +293,13 @@ PARAMS: tuple[Param, ...] = (
     Param("debug_rate", 10.0, "max debug image rate (Hz)", lo=0.1, hi=1000.0),
     Param("debug_layout", "side_by_side", "side_by_side (RGB | thermal) or blend", ("side_by_side", "blend")),
     Param("no_pair_warn_seconds", 1.0, "WARN in /diagnostics when no synchronized pair arrived for this long", lo=0.1, hi=3600.0),
+    Param(
+        "input_loss_warn",
+        0.05,
+        "WARN in /diagnostics when more than this fraction of a camera's frames never arrived (gaps in its header stamps)",
+        lo=0.0,
+        hi=1.0,
+    ),
     Param("diagnostics_period", 0.5, "seconds between /diagnostics messages", lo=0.05, hi=60.0, read_only=True),
 )
 

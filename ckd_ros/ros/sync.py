@@ -67,7 +67,10 @@ def message_filters_available() -> bool:
 
 
 class PairSync:
-    """Subscribe to both image topics and call ``on_pair(rgb_msg, thermal_msg)`` per matched pair."""
+    """Subscribe to both image topics and call ``on_pair(rgb_msg, thermal_msg)`` per matched pair.
+
+    ``msg_types``: the message type of each stream (``sensor_msgs/Image``, or ``CompressedImage``
+    for a ``<topic>/compressed`` stream); both carry a header, which is all pairing reads."""
 
     def __init__(
         self,
@@ -79,9 +82,11 @@ class PairSync:
         queue_size: int,
         on_pair: PairCallback,
         prefer_message_filters: bool = True,
-        on_message: Callable[[int], None] | None = None,
+        on_message: Callable[[int, Any], None] | None = None,
+        msg_types: tuple[type, type] = (Image, Image),
     ) -> None:
-        """``on_message(stream)`` sees every arriving message (0 = RGB, 1 = thermal), e.g. for rates."""
+        """``on_message(stream, msg)`` sees every arriving message (0 = RGB, 1 = thermal), e.g. for
+        rates and loss."""
         self.on_pair = on_pair
         self.on_message = on_message
         self.counts = [0, 0]
@@ -90,9 +95,10 @@ class PairSync:
         if self.backend == "message_filters":
             import message_filters
 
-            subs = [message_filters.Subscriber(node, Image, t, qos_profile=qos) for t in (rgb_topic, thermal_topic)]
+            topics = (rgb_topic, thermal_topic)
+            subs = [message_filters.Subscriber(node, kind, t, qos_profile=qos) for kind, t in zip(msg_types, topics)]
             for k, s in enumerate(subs):
-                s.registerCallback(lambda _m, k=k: self._count(k))
+                s.registerCallback(lambda m, k=k: self._count(k, m))
             self._sync = message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
             self._sync.registerCallback(self._paired)
             self._subs = subs
@@ -100,17 +106,17 @@ class PairSync:
         else:
             self.pairer = ApproxTimePairer(slop, queue_size, self._paired)
             self._subs = [
-                node.create_subscription(Image, t, lambda m, k=k: self._add(k, m), qos)
-                for k, t in enumerate((rgb_topic, thermal_topic))
+                node.create_subscription(kind, t, lambda m, k=k: self._add(k, m), qos)
+                for k, (kind, t) in enumerate(zip(msg_types, (rgb_topic, thermal_topic)))
             ]
 
-    def _count(self, k: int) -> None:
+    def _count(self, k: int, msg: Any) -> None:
         self.counts[k] += 1
         if self.on_message is not None:
-            self.on_message(k)
+            self.on_message(k, msg)
 
-    def _add(self, k: int, msg: Image) -> None:
-        self._count(k)
+    def _add(self, k: int, msg: Any) -> None:
+        self._count(k, msg)
         self.pairer.add(k, stamp_seconds(msg.header.stamp), msg)
 
     def _paired(self, rgb: Image, thermal: Image) -> None:
