@@ -516,8 +516,11 @@ def _bag_from_sequence(args: argparse.Namespace) -> int:
         raise InputError(f"{args.sequence}: sequence folder {'is not a folder' if folder.exists() else 'not found'}")
     check_rate(args.rate)
     (seq,) = read_dataset(args.dataset, folder.parent, [folder.name])
-    out = write_sequence_bag(seq, args.out, args.rate, args.storage, _topics(args), progress=_progress())
-    print(f"wrote {out}: {len(seq)} frames at {args.rate} Hz ({args.storage})")
+    out = write_sequence_bag(
+        seq, args.out, args.rate, args.storage, _topics(args), progress=_progress(), compressed=args.compressed
+    )
+    kind = "compressed: RGB jpeg, thermal png" if args.compressed else "raw images"
+    print(f"wrote {out}: {len(seq)} frames at {args.rate} Hz ({args.storage}, {kind})")
     return 0
 
 
@@ -531,7 +534,9 @@ def _bag_from_dataset(args: argparse.Namespace) -> int:
     for seq in seqs:
         if (out / seq.name).exists():  # a bag is removed when its writing fails, so one that exists is whole
             continue
-        write_sequence_bag(seq, out / seq.name, args.rate, args.storage, _topics(args), progress=_progress())
+        write_sequence_bag(
+            seq, out / seq.name, args.rate, args.storage, _topics(args), progress=_progress(), compressed=args.compressed
+        )
     print(f"{len(seqs)} bags under {out}")
     return 0
 
@@ -584,6 +589,11 @@ def _add_bag(sub: argparse._SubParsersAction) -> None:
     for q in (seq, ds):
         q.add_argument("--rate", type=float, default=25.0, help="frames per second of the stamps (default 25)")
         q.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+        q.add_argument(
+            "--compressed",
+            action="store_true",
+            help="CompressedImage on <topic>/compressed (RGB jpeg, thermal png), as image_transport records them",
+        )
         topic_args(q)
     seq.set_defaults(func=_bag_from_sequence)
     ds.set_defaults(func=_bag_from_dataset)

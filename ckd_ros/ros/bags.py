@@ -1,7 +1,9 @@
 """ROS 2 bags of RGB-T sequences with the pure-Python ``rosbags`` library (no rosbag2 needed).
 
 A bag holds ``sensor_msgs/Image`` RGB (rgb8) and thermal (mono8) topics with per-frame header
-stamps, and the ground truth as ``vision_msgs/Detection2D`` on its own topic (frames without a
+stamps (or, written with ``compressed=True`` or recorded from a robot's ``image_transport``,
+``sensor_msgs/CompressedImage`` on ``<topic>/compressed``: RGB as jpeg, thermal as png), and the
+ground truth as ``vision_msgs/Detection2D`` on its own topic (frames without a
 valid box are skipped there). mcap by default, sqlite3 on request. vision_msgs types are registered
 from the installed interface definitions, so the bags carry the real type names and hashes.
 """
@@ -43,6 +45,8 @@ class Topics:
 
 DEFAULT_TOPICS = Topics()
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+JPEG_QUALITY = 90  # what image_transport's compressed plugin uses by default (80) or better
 DETECTION = "vision_msgs/msg/Detection2D"
 
 
@@ -96,6 +100,18 @@ def _image(store, arr: np.ndarray, encoding: str, t_ns: int, frame_id: str):
     )
 
 
+def _compressed(store, arr: np.ndarray, encoding: str, codec: str, t_ns: int, frame_id: str):
+    from ckd_ros.ros.conversions import compressed_msg
+
+    ros_msg = compressed_msg(arr, encoding, codec, quality=JPEG_QUALITY)
+    T = store.types
+    return T[COMPRESSED](
+        header=T["std_msgs/msg/Header"](stamp=_stamp(store, t_ns), frame_id=frame_id),
+        format=ros_msg.format,
+        data=np.frombuffer(bytes(ros_msg.data), np.uint8),
+    )
+
+
 def _detection(store, box: np.ndarray, t_ns: int, frame_id: str):
     T = store.types
     x, y, w, h = (float(v) for v in box)
@@ -118,10 +134,13 @@ def write_sequence_bag(
     start_ns: int = 1_700_000_000_000_000_000,
     progress: bool = False,
     with_gt: bool = True,
+    compressed: bool = False,
 ) -> Path:
     """One sequence → one bag; frame i is stamped start + i / rate (``with_gt=False``: images only,
-    like a robot's recording). A bag that fails half-way (an unreadable frame, Ctrl-C) is removed:
-    ``from-dataset`` skips bags that exist, so a partial one would pass for complete."""
+    like a robot's recording; ``compressed``: CompressedImage on ``<topic>/compressed``, RGB jpeg
+    and thermal png, as a robot records image_transport's compressed streams). A bag that fails
+    half-way (an unreadable frame, Ctrl-C) is removed: ``from-dataset`` skips bags that exist, so a
+    partial one would pass for complete."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     check_rate(rate)
@@ -141,7 +160,7 @@ def write_sequence_bag(
         except OSError as exc:
             raise InputError(f"{out}: cannot create the bag: {exc.strerror or exc}") from None
         try:
-            _write_frames(writer, store, seq, gt if with_gt else None, rate, topics, start_ns, progress)
+            _write_frames(writer, store, seq, gt if with_gt else None, rate, topics, start_ns, progress, compressed)
         except BaseException:
             with suppress(Exception):  # the original error is the one to report
                 writer.abort()
@@ -150,16 +169,26 @@ def write_sequence_bag(
     return out
 
 
-def _write_frames(writer, store, seq: Sequence, gt, rate: float, topics: Topics, start_ns: int, progress: bool) -> None:
+def _write_frames(
+    writer, store, seq: Sequence, gt, rate: float, topics: Topics, start_ns: int, progress: bool, compressed: bool = False
+) -> None:
     from tqdm import tqdm
 
-    c_rgb = writer.add_connection(topics.rgb, IMAGE, typestore=store)
-    c_tir = writer.add_connection(topics.thermal, IMAGE, typestore=store)
+    suffix, kind = ("/compressed", COMPRESSED) if compressed else ("", IMAGE)
+    c_rgb = writer.add_connection(topics.rgb + suffix, kind, typestore=store)
+    c_tir = writer.add_connection(topics.thermal + suffix, kind, typestore=store)
     c_gt = writer.add_connection(topics.gt, DETECTION, typestore=store)
     for i, (rgb, tir) in enumerate(tqdm(seq.pairs(), total=len(seq), desc=seq.name, unit="frame", disable=not progress)):
         t = start_ns + round(i * 1e9 / rate)
-        writer.write(c_rgb, t, store.serialize_cdr(_image(store, rgb, "rgb8", t, topics.frame_id), IMAGE))
-        writer.write(c_tir, t, store.serialize_cdr(_image(store, tir[:, :, 0], "mono8", t, topics.frame_id), IMAGE))
+        if compressed:
+            msgs = (
+                _compressed(store, rgb, "rgb8", "jpeg", t, topics.frame_id),
+                _compressed(store, tir[:, :, 0], "mono8", "png", t, topics.frame_id),
+            )
+        else:
+            msgs = (_image(store, rgb, "rgb8", t, topics.frame_id), _image(store, tir[:, :, 0], "mono8", t, topics.frame_id))
+        writer.write(c_rgb, t, store.serialize_cdr(msgs[0], kind))
+        writer.write(c_tir, t, store.serialize_cdr(msgs[1], kind))
         if gt is not None and i < len(gt) and gt[i][2] > 0 and gt[i][3] > 0:
             writer.write(c_gt, t, store.serialize_cdr(_detection(store, gt[i], t, topics.frame_id), DETECTION))
 
@@ -173,6 +202,8 @@ class BagFrames:
     thermal: list[tuple[int, bytes]]
     gt: dict[int, tuple[float, float, float, float]]
     rgb_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    transports: tuple[str, str] = ("raw", "raw")  # per stream: raw Image, or CompressedImage on <topic>/compressed
+    topics: tuple[str, str] = ("", "")  # the bag topics the RGB and thermal frames came from
 
 
 def read_bag(path: str | Path, topics: Topics) -> BagFrames:
@@ -190,12 +221,10 @@ def read_bag(path: str | Path, topics: Topics) -> BagFrames:
     try:
         with Reader(path) as reader:
             types = {c.topic: c.msgtype for c in reader.connections}
-            for need, msgtype in ((topics.rgb, IMAGE), (topics.thermal, IMAGE), (topics.gt, DETECTION)):
-                if need not in types and need != topics.gt:
-                    raise InputError(f"{path}: no topic {need}; the bag has {sorted(types)}")
-                if need in types and types[need] != msgtype:
-                    raise InputError(f"{path}: topic {need} carries {types[need]}, not {msgtype}")
-            conns = [c for c in reader.connections if c.topic in (topics.rgb, topics.thermal, topics.gt)]
+            (rgb_topic, rgb_kind), (tir_topic, tir_kind) = (_image_topic(path, t, types) for t in (topics.rgb, topics.thermal))
+            if topics.gt in types and types[topics.gt] != DETECTION:
+                raise InputError(f"{path}: topic {topics.gt} carries {types[topics.gt]}, not {DETECTION}")
+            conns = [c for c in reader.connections if c.topic in (rgb_topic, tir_topic, topics.gt)]
             for conn, _t, raw in reader.messages(connections=conns):
                 msg = store.deserialize_cdr(raw, conn.msgtype)
                 stamp = _ns(msg.header.stamp)
@@ -207,9 +236,9 @@ def read_bag(path: str | Path, topics: Topics) -> BagFrames:
                         b.size_x,
                         b.size_y,
                     )
-                elif conn.topic == topics.rgb:
+                elif conn.topic == rgb_topic:
                     rgb.append((stamp, bytes(raw)))
-                    sizes[stamp] = (int(msg.height), int(msg.width))
+                    sizes[stamp] = _declared_size(msg, rgb_kind)
                 else:
                     tir.append((stamp, bytes(raw)))
     except (ReaderError, SerdeError, OSError, UnicodeDecodeError) as exc:
@@ -217,7 +246,33 @@ def read_bag(path: str | Path, topics: Topics) -> BagFrames:
         raise InputError(f"{path}: not a readable ROS 2 bag: {reason}") from None
     rgb.sort(key=lambda x: x[0])
     tir.sort(key=lambda x: x[0])
-    return BagFrames(rgb, tir, gt, sizes)
+    transports = tuple("compressed" if kind == COMPRESSED else "raw" for kind in (rgb_kind, tir_kind))
+    return BagFrames(rgb, tir, gt, sizes, transports, (rgb_topic, tir_topic))
+
+
+def _image_topic(path: Path, topic: str, types: dict[str, str]) -> tuple[str, str]:
+    """The bag topic that carries ``topic``'s frames and its type: ``topic`` itself (an Image, or a
+    CompressedImage named directly), else image_transport's ``<topic>/compressed``."""
+    for name in (topic, topic + "/compressed"):
+        if name in types:
+            if types[name] not in (IMAGE, COMPRESSED):
+                raise InputError(f"{path}: topic {name} carries {types[name]}, not {IMAGE} or {COMPRESSED}")
+            return name, types[name]
+    raise InputError(f"{path}: no topic {topic} (nor {topic}/compressed); the bag has {sorted(types)}")
+
+
+def _declared_size(msg, kind: str) -> tuple[int, int]:
+    """(height, width) of an RGB frame: the Image's fields, or the compressed file's header (0x0
+    where the data is not an image: the node reports it when it arrives)."""
+    if kind == IMAGE:
+        return int(msg.height), int(msg.width)
+    from ckd_ros.preprocess.compressed import header_size
+
+    try:
+        _, width, height = header_size(memoryview(np.asarray(msg.data, np.uint8)))
+    except InputError:
+        return 0, 0
+    return height, width
 
 
 def _ns(stamp) -> int:

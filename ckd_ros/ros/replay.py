@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,13 @@ def replay(
     box (the replay then starts at its frame); a given one is checked against the first frame's
     size before anything starts."""
     frames = read_bag(bag, topics)
+    transports = frames.transports
+    bases = []
+    for topic, transport in zip(frames.topics, transports):
+        if transport == "compressed" and not topic.endswith("/compressed"):
+            raise InputError(f"{bag}: compressed frames on {topic}; the node reads them from a topic named <base>/compressed")
+        bases.append(topic.removesuffix("/compressed") if transport == "compressed" else topic)
+    topics = replace(topics, rgb=bases[0], thermal=bases[1])
     pairs = list(pairs_by_stamp(frames, int(slop * 1e9)))
     if not pairs:
         raise InputError(f"{bag}: no RGB/thermal pairs within {slop} s on {topics.rgb} and {topics.thermal}")
@@ -149,6 +156,7 @@ def replay(
         progress,
         Path(bag).name,
         node_process,
+        transports,
     )
     report.note = note
     return report
@@ -167,10 +175,13 @@ def play_through_node(
     progress: bool = True,
     name: str = "sequence",
     node_process: bool = False,
+    transports: tuple[str, str] = ("raw", "raw"),
 ) -> ReplayReport:
     """Publish (stamp_ns, rgb, thermal) pairs — Image messages or their raw CDR bytes — into a graph
     with the ckd_tracker node and collect its detections (see the module doc). Image messages are
     stamped with the pair's stamp as they go out, so one message object may serve several pairs.
+    ``transports``: per stream, raw ``Image`` on the topic, or ``CompressedImage`` on
+    ``<topic>/compressed`` (the node is told to subscribe there).
     Processed counts the pairs answered; dropped and failed come from the node's /diagnostics, in
     this process or in its own alike."""
     import rclpy
@@ -178,7 +189,7 @@ def play_through_node(
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from tqdm import tqdm
     from vision_msgs.msg import Detection2DArray
 
@@ -198,6 +209,8 @@ def play_through_node(
         "debug_image": False,
         "slop": slop,
         "diagnostics_period": DIAGNOSTICS_PERIOD,
+        "rgb_transport": transports[0],
+        "thermal_transport": transports[1],
         **(params or {}),
     }
     if checkpoint:
@@ -220,8 +233,12 @@ def play_through_node(
             )
             det_topic = node.resolve_topic_name("~/detections")
         player = rclpy.create_node("ckd_player")
-        pub_rgb = player.create_publisher(Image, topics.rgb, reliable)
-        pub_tir = player.create_publisher(Image, topics.thermal, reliable)
+        pub_rgb, pub_tir = (
+            player.create_publisher(CompressedImage, topic + "/compressed", reliable)
+            if transport == "compressed"
+            else player.create_publisher(Image, topic, reliable)
+            for topic, transport in zip((topics.rgb, topics.thermal), transports)
+        )
 
         def on_det(msg: Detection2DArray) -> None:
             s = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -258,7 +275,7 @@ def play_through_node(
                 while (wait := due - time.monotonic()) > 0:
                     time.sleep(min(wait, 0.002))
             for msg in (rgb, tir):
-                if isinstance(msg, Image):
+                if isinstance(msg, (Image, CompressedImage)):
                     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             with cond:
                 failed_before = diag.failed
