@@ -18,15 +18,15 @@ import argparse
 import copy
 import statistics
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import torch
 
 from ckd_ros.benchmark import HEADER, Timing, describe_device
+from ckd_ros.engine import EngineConfig, TrackingEngine
 from ckd_ros.model import build_model
-from ckd_ros.runtime import auto_precision, auto_stack_branches
-from ckd_ros.tracker import CKDTracker
 
 
 def frames(n: int, h: int = 480, w: int = 640) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -55,19 +55,18 @@ def main() -> int:
             big = model.cfg.embed_dim >= 768 and device.type == "cpu"
             n = args.frames or (15 if big else 150)
             pairs = frames(n + 3)
-            precision = auto_precision(device, model.cfg, on_refused=print)
-            fast = {
-                "precision": precision,
-                "fused_attention": True,
-                "stack_branches": auto_stack_branches(device, model.cfg, precision),
-            }
-            paths = [("eager fp32", "cpu", {})]
-            paths += [(f"fast {fast['precision']}" + (" stacked" if fast["stack_branches"] else ""), "cpu", fast)]
+            threads = torch.get_num_threads()
+            eager = EngineConfig(device=dev, precision="fp32", stack_branches="off", fused_attention=False, cuda_graphs="off")
+            fast = EngineConfig(device=dev, cpu_threads=threads)  # the node's defaults: auto everything
+            paths = [("eager fp32", "cpu", eager), ("fast", "cpu", fast)]
             if device.type == "cuda":
                 paths += [("fast, crops on GPU", "torch", fast)]
             base = None
-            for label, mode, options in paths:
-                trk = CKDTracker(copy.deepcopy(model), preprocess=mode, **options)
+            for label, mode, config in paths:
+                engine = TrackingEngine(replace(config, cpu_threads=threads, preprocess=mode), model=copy.deepcopy(model))
+                trk = engine.tracker
+                if label.startswith("fast"):
+                    label += f" {trk.config.precision}" + (" stacked" if trk.config.stack_branches else "")
                 init = (300.0, 220.0, 60.0, 50.0)
                 trk.initialize(*pairs[0], init)
                 for p in pairs[1:3]:  # warm-up
@@ -87,7 +86,7 @@ def main() -> int:
                     f"{variant:<14} {label:<22} {t.row()} {base / t.mean:8.2f}x {means[0]:8.2f} {means[1]:9.2f} {means[2]:8.2f}",
                     flush=True,
                 )
-                del trk
+                del trk, engine
             del model
     return 0
 

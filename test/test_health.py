@@ -64,6 +64,13 @@ def test_stream_loss_counts_the_frames_that_never_arrived(keep):
     assert loss.period == pytest.approx(period, rel=0.1)
 
 
+def test_a_pause_of_the_camera_is_not_transport_loss():
+    loss = StreamLoss(pause=1.0)
+    for s in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 3.0, 3.1, 3.2, 3.4]:  # stopped for 2.5 s; then one frame lost
+        loss.add(s)
+    assert loss.pauses == 1 and loss.lost == 1
+
+
 def test_stream_loss_ignores_repeated_and_out_of_order_stamps():
     loss = StreamLoss()
     for s in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.45, 0.6, 1.0]:

@@ -14,9 +14,14 @@ from collections import deque
 
 
 class StreamLoss:
-    """Per-stream loss estimate. ``add(stamp)`` for each received message (stamp in seconds)."""
+    """Per-stream loss estimate. ``add(stamp)`` for each received message (stamp in seconds).
 
-    def __init__(self, history: int = 60, window: int = 200) -> None:
+    A gap longer than ``pause`` seconds is the camera stopping (a dropout, which the node reports
+    as silence), not frames lost on the way: it is counted in ``pauses``, not in the loss."""
+
+    def __init__(self, history: int = 60, window: int = 200, pause: float = 1.0) -> None:
+        self.pause = pause
+        self.pauses = 0
         self._gaps: deque[float] = deque(maxlen=history)  # recent stamp differences, for the period
         self._uncounted: list[float] = []  # gaps seen before the period was known
         self._recent: deque[tuple[int, int]] = deque(maxlen=window)  # (received, lost) per message
@@ -29,7 +34,9 @@ class StreamLoss:
         with self._lock:
             self.received += 1
             lost = 0
-            if self._last is not None and stamp > self._last:
+            if self._last is not None and stamp - self._last > self.pause:
+                self.pauses += 1
+            elif self._last is not None and stamp > self._last:
                 self._gaps.append(stamp - self._last)
                 self._uncounted.append(stamp - self._last)
                 period = self._period()

@@ -21,11 +21,9 @@ import re
 import sys
 import threading
 import time
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -37,42 +35,27 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray
 
+from ckd_ros.engine import EngineConfig, TrackingEngine
 from ckd_ros.errors import CKDError, InputError
-from ckd_ros.model import load_model
-from ckd_ros.model.cuda_graphs import resolve_cuda_graphs
 from ckd_ros.preprocess import AGCConfig, FramePreprocessor, PreprocessConfig
-from ckd_ros.resources import shipped_model
 from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, image_msg, raw_image, stamp_seconds
 from ckd_ros.ros.health import ERROR, OK, WARN, Health
 from ckd_ros.ros.loss import StreamLoss
 from ckd_ros.ros.params import BY_NAME, declare_all
 from ckd_ros.ros.sync import PairSync
 from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
-from ckd_ros.runtime import auto_precision, auto_stack_branches, inference_threads, resolve_device
 from ckd_ros.tracker import CKDTracker, TrackResult
 from ckd_ros.viz import annotate_pair
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 RUNTIME_TRACKER = ("score_threshold", "lost_frames")
 STREAMS = ("rgb", "thermal")
-# What a CUDA failure says (OutOfMemoryError aside): driver, cuDNN/cuBLAS, kernel and assert errors.
-CUDA_FAILURE = re.compile(r"CUDA|cuda|cuDNN|CUDNN|cuBLAS|CUBLAS|NVRTC|device-side assert|out of memory")
 
 
 class InitRequest(NamedTuple):
     box: tuple[float, ...]
     stamp: float | None  # apply to the first pair stamped at or after this (None: the next pair)
     source: str
-
-
-def is_cuda_failure(exc: BaseException, device: torch.device) -> bool:
-    """Whether ``exc`` is the GPU failing (out of memory, a driver or kernel error) rather than a bug
-    or bad input, which moving to the CPU would not cure. torch < 2.8 has no AcceleratorError and
-    raises a plain RuntimeError naming CUDA."""
-    if device.type != "cuda" or isinstance(exc, CKDError):
-        return False
-    typed = (torch.cuda.OutOfMemoryError, *([torch.AcceleratorError] if hasattr(torch, "AcceleratorError") else []))
-    return isinstance(exc, typed) or (isinstance(exc, RuntimeError) and bool(CUDA_FAILURE.search(str(exc))))
 
 
 RUNTIME_PREPROCESS = (
@@ -121,12 +104,16 @@ class TrackerNodeMixin:
 
     def _setup(self) -> None:
         self.preprocess = FramePreprocessor(preprocess_config(self.p))
-        self.tracker = self._load_tracker()
+        self.health = Health()
+        self.engine = TrackingEngine(
+            EngineConfig.from_mapping(self.p),
+            log=self.log.info,
+            warn=self.log.warning,
+            on_fallback=lambda reason: self.health.record("cuda_fallback", reason),
+        )
         self.state = "idle"
         self.track_id = 0
         self.frames = 0
-        self._graphs_reported = False
-        self.health = Health()
         # Held only to swap the requests below, never across a frame: init, reset and parameter
         # changes never wait for inference. A reset bumps the generation; the worker resets the
         # tracker before its next frame and discards the answer of a frame that ran across it.
@@ -144,7 +131,7 @@ class TrackerNodeMixin:
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         reliability = ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         self.input_qos = QoSProfile(reliability=reliability, history=HistoryPolicy.KEEP_LAST, depth=self.p["qos_depth"])
-        self.loss = {k: StreamLoss() for k in STREAMS}
+        self.loss = {k: StreamLoss(pause=self.p["no_pair_warn_seconds"]) for k in STREAMS}
         topics, types = self._input_topics()
         self.sync = PairSync(
             self,
@@ -171,13 +158,8 @@ class TrackerNodeMixin:
         self.topics_text = f"{topics[0]} + {topics[1]} (QoS {self.p['qos_reliability']}, depth {self.p['qos_depth']})"
         self.configured = True
         cfg = self.tracker.config
-        extras = [cfg.precision + (" (auto)" if self.p["precision"] == "auto" else "")]
-        extras += ["stacked branches"] if cfg.stack_branches else []
-        if self.tracker.device.type == "cpu":
-            n = torch.get_num_threads()
-            extras.append(f"{n} thread{'s' if n > 1 else ''}")
         self.log.info(
-            f"ckd_tracker configured: model {self.tracker.model.cfg.name} on {self.tracker.device} ({', '.join(extras)}); "
+            f"ckd_tracker configured: {self.engine.describe()}; "
             f"inputs {self.topics_text}; pairing by stamp (slop {self.p['slop']} s, {self.sync.backend})"
         )
         if self.p["precision"] == "auto" and cfg.precision != "fp32":
@@ -202,65 +184,17 @@ class TrackerNodeMixin:
                 self.destroy_subscription(entity)
         for pub in (self.det_array_pub, self.det_pub, self.debug_pub, self.diag_pub):
             self.destroy_publisher(pub)
-        del self.tracker  # frees the model (and GPU memory) until the next configure
+        del self.engine  # frees the model (and GPU memory) until the next configure
 
     # -- model ---------------------------------------------------------------------------------
-    def _load_model(self, device: torch.device):
-        p = self.p
-        path = p["checkpoint"] or shipped_model()
-        return load_model(path, device=device, variant=p["model_variant"] or None, ce_mode=p["ce_mode"] or None)
+    @property
+    def tracker(self) -> CKDTracker:
+        """The engine's current tracker (a CUDA fallback replaces it)."""
+        return self.engine.tracker
 
-    def _load_tracker(self) -> CKDTracker:
-        p = self.p
-        try:
-            device = resolve_device(p["device"])
-        except CKDError as exc:
-            if not p["allow_cpu_fallback"]:
-                raise
-            self.get_logger().error(f"{exc}; falling back to CPU")
-            device = torch.device("cpu")
-        if device.type == "cpu":
-            torch.set_num_threads(inference_threads(p["cpu_threads"]))
-        model = self._load_model(device)
-        precision = auto_precision(device, model.cfg, self._log_refusal) if p["precision"] == "auto" else p["precision"]
-        stack = (
-            auto_stack_branches(device, model.cfg, precision) if p["stack_branches"] == "auto" else p["stack_branches"] == "on"
-        )
-        return CKDTracker(
-            model,
-            precision=precision,
-            score_threshold=p["score_threshold"],
-            lost_frames=p["lost_frames"],
-            fused_attention=p["fused_attention"],
-            stack_branches=stack,
-            cuda_graphs=resolve_cuda_graphs(p["cuda_graphs"], device),
-        )
-
-    def _log_refusal(self, line: str) -> None:
-        """auto passed over a reduced precision: too slow here is news, wrong here is a warning."""
-        (self.log.warning if "differ from fp32" in line else self.log.info)(line)
-
-    def _fallback_to_cpu(self, exc: BaseException, rgb, tir) -> None:
-        """Runs in the worker, which owns the tracker, so nothing else needs to wait or lock. The
-        target is re-initialised on the current frame at its current box; a CUDA context that is
-        broken for good (a device-side assert) cannot even copy the weights out, and then the
-        model is read again from its file."""
-        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-        self.log.error(f"CUDA failed ({reason}); moving the model to the CPU (fp32)")
-        old = self.tracker
-        box = old.state
-        torch.set_num_threads(inference_threads(self.p["cpu_threads"]))
-        try:
-            model = old.model.to("cpu", torch.float32)
-        except Exception as move_exc:  # a broken context fails every copy off the device
-            self.log.error(f"the weights could not be copied off the GPU ({type(move_exc).__name__}); reloading the model file")
-            model = self._load_model(torch.device("cpu"))
-        stack = auto_stack_branches(torch.device("cpu"), model.cfg)
-        config = replace(old.config, precision="fp32", preprocess="cpu", stack_branches=stack, cuda_graphs=False)
-        self.tracker = CKDTracker(model, device="cpu", config=config)
-        self.health.record("cuda_fallback", reason)
-        if box is not None:
-            self.tracker.initialize(rgb, tir, box)
+    @tracker.setter
+    def tracker(self, tracker: CKDTracker) -> None:
+        self.engine.tracker = tracker
 
     # -- inputs --------------------------------------------------------------------------------
     def _input_topics(self) -> tuple[tuple[str, str], tuple[type, type]]:
@@ -380,7 +314,7 @@ class TrackerNodeMixin:
 
     def _initialize(self, rgb, tir, req: InitRequest) -> TrackResult | None:
         try:
-            result = self.tracker.initialize(rgb, tir, req.box)  # published: the first output is the init box
+            result = self.engine.initialize(rgb, tir, req.box)  # published: the first output is the init box
         except CKDError as exc:
             self._fail("init_rejected", f"init from {req.source} rejected: {exc}")
             return None
@@ -389,22 +323,12 @@ class TrackerNodeMixin:
         return result
 
     def _track(self, rgb, tir) -> TrackResult | None:
-        """One tracked frame; None when the frame was skipped (a size change, a CUDA fallback)."""
+        """One tracked frame; None when the frame was skipped (frames of another size)."""
         try:
-            result = self.tracker.track(rgb, tir)
+            result = self.engine.track(rgb, tir)  # a CUDA failure moves the engine to the CPU inside
         except InputError as exc:  # frames no longer of the size the target was initialised on
             self._fail("size_mismatch", f"pair skipped: {exc}")
             return None
-        except Exception as exc:
-            if not (self.p["allow_cpu_fallback"] and is_cuda_failure(exc, self.tracker.device)):
-                raise
-            self._fallback_to_cpu(exc, rgb, tir)
-            return None
-        if not self._graphs_reported and self.tracker.config.cuda_graphs:  # the first frame captured, or could not
-            self._graphs_reported = True
-            status = self.tracker.cuda_graphs_status
-            eager = status.startswith("eager")
-            (self.log.warning if eager and self.p["cuda_graphs"] == "on" else self.log.info)(f"cuda_graphs: {status}")
         if not result.valid:
             self._fail("nonfinite", f"the network's output is not finite (score {result.score}); target reported lost")
         return result
@@ -422,10 +346,10 @@ class TrackerNodeMixin:
             generation = self._generation
             init = self._take_init(stamp_seconds(rgb_msg.header.stamp))
         if generation != self._tracker_generation:  # a reset since the last frame
-            self.tracker.reset()
+            self.engine.reset()
             self._tracker_generation = generation
         result = self._initialize(rgb, tir, init) if init is not None else None
-        if result is None and self.tracker.initialized:  # no init, or a rejected one: the old target goes on
+        if result is None and self.engine.initialized:  # no init, or a rejected one: the old target goes on
             result = self._track(rgb, tir)
             if result is None:
                 return
