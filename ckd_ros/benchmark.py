@@ -11,6 +11,7 @@ import torch
 
 from ckd_ros.model.int8 import int8_available
 from ckd_ros.runtime import PRECISION_DTYPES, autocast, convert_weights, cpu_supports_bf16
+from ckd_ros.stats import percentile
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,7 @@ class Timing:
         return statistics.fmean(self.samples_ms)
 
     def pct(self, q: float) -> float:
-        s = sorted(self.samples_ms)
-        return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+        return percentile(self.samples_ms, q)
 
     @property
     def fps(self) -> float:

@@ -126,10 +126,9 @@ def cpu_bf16_probe() -> Probe:
     """bf16 matmuls against fp32 on this CPU (about 0.2 s, once per process).
 
     The instruction flags do not tell the speed: without AMX, one ``vdpbf16ps`` per cycle does the
-    work of two fp32 FMAs, and on a 2-core Xeon with AVX-512 BF16 (no AMX) bf16 weights made a
-    ViT-B forward 0.76x as fast as fp32; with AMX bf16 is several times faster (5-17x over runs on
-    this product, 2-core Xeon with AMX; relative error 0.0035). So it is measured, best of several
-    runs of each type.
+    work of two fp32 FMAs, so a CPU with AVX-512 BF16 but no AMX runs bf16 slower than fp32, while
+    AMX runs it several times faster (README "Speed" has the measurements). So it is measured, best
+    of several runs of each type.
     """
     x, w = _probe_operands()
     xb, wb = x.bfloat16(), w.bfloat16()
@@ -139,9 +138,8 @@ def cpu_bf16_probe() -> Probe:
 @functools.cache
 def cpu_int8_probe() -> Probe:
     """The same product through the int8 kernels (``model/int8.py``) against fp32; ``unavailable``
-    where they cannot run or are inaccurate here (``int8_support``). About 3.9x as fast on a 2-core
-    AVX-512 VNNI Xeon (4.5-14x over runs on a 2-core one with AMX), relative error 0.014 (0.021
-    with the 7-bit activations a CPU without VNNI needs; 0.089 if such a CPU ran 8-bit ones)."""
+    where they cannot run or are inaccurate here (``int8_support``); its speed-up on VNNI and AMX
+    CPUs is in README "Speed", its error against fp32 next to ``AUTO_TOLERANCE``."""
     from ckd_ros.model.int8 import Int8Linear, int8_support
 
     support = int8_support()
@@ -189,7 +187,7 @@ def auto_precision(device: torch.device, cfg: object, on_refused: Callable[[str]
     ``INT8_MIN_SPEEDUP`` (VNNI); fp32 otherwise. Either is taken only if its probe output is within
     ``AUTO_TOLERANCE`` of fp32 on this machine. bf16 comes first: it needs no model surgery and
     rounds less. Small models stay fp32 on CPU: per-op overhead bounds them, not matmul
-    throughput (int8 measured 0.6-0.8x, bf16 0.5-0.7x; bench/bench_model.py).
+    throughput, so int8 and bf16 only add conversions there (bench/bench_model.py, README "Speed").
 
     ``on_refused`` gets one line per reduced precision the probes turned down on this CPU, saying
     why (no such instructions or kernels, outputs off fp32, too slow), so a user who does not get
@@ -214,8 +212,8 @@ def auto_precision(device: torch.device, cfg: object, on_refused: Callable[[str]
 
 def auto_stack_branches(device: torch.device, cfg: object, precision: str = "fp32") -> bool:
     """Stack the two branches where kernel launches and per-op overhead dominate a batch-1 forward:
-    always on CUDA, and for small models on a CPU (measured 1.3-1.5x model-only for ckd_small on
-    2 cores). ViT-B on a CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
+    always on CUDA, and for small models on a CPU (README "Speed" has the measured gain). ViT-B on a
+    CPU is compute-bound (stacked = per-branch speed, bench/bench_model.py), so
     it keeps the per-branch path and saves the copy of the weights that stacking holds. An int8
     model never stacks (its branches hold packed int8 weights)."""
     if precision == "int8":

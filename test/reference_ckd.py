@@ -1,6 +1,6 @@
 """An independent, official-structure formulation of the CKD forward, for parity tests only.
 
-It follows the shape of the official code (spec §1): each branch advances through a block with its
+It follows the shape of the official code (docs/model.md): each branch advances through a block with its
 own loop state (tokens, global index, removed indices), OSTrack's ``candidate_elimination`` is one
 function that also returns the removed originals, MCE hands one branch's decision to the other, and
 removed tokens are re-inserted as ``zeros_like(cat([x, pad])).scatter_(cat([kept, removed]))``. It

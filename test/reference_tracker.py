@@ -1,4 +1,4 @@
-"""The official tracker's per-frame arithmetic (spec §3), transcribed in its own structure.
+"""The official tracker's per-frame arithmetic (docs/tracker.md), transcribed in its own structure.
 
 Test-only: the parity test runs it beside ``CKDTracker`` on the same network and frames. It
 shares no code with ``ckd_ros.tracker``.

@@ -28,7 +28,7 @@ from ckd_ros.model.checkpoint import TRAINING_ONLY_PREFIXES, read_checkpoint
 
 
 def teacher_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Training-model extras (spec §2.3): teacher branches and single-modality heads."""
+    """Training-model extras (docs/checkpoints.md, The training keys): teacher branches and single-modality heads."""
     extra = {}
     for k, v in state.items():
         if k.startswith("rgb_branch."):
@@ -641,7 +641,7 @@ def test_state_dict_layout_is_the_built_network(variant):
 def test_vitb_layout_and_count_match_the_spec(vitb_model):
     cfg = vitb_model.cfg
     assert cfg.state_dict_shapes() == {k: tuple(v.shape) for k, v in vitb_model.state_dict().items()}
-    assert len(cfg.state_dict_shapes()) == 394 and cfg.parameter_count() == 183_871_365  # spec §2.2
+    assert len(cfg.state_dict_shapes()) == 394 and cfg.parameter_count() == 183_871_365  # docs/checkpoints.md
 
 
 def test_config_bounds_hold_for_every_constructor():

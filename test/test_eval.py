@@ -1,4 +1,4 @@
-"""Metrics on hand-made boxes (toolkit definitions, spec §5.3), readers on fixture folders, scoring."""
+"""Metrics on hand-made boxes (toolkit definitions, docs/metrics.md), readers on fixture folders, scoring."""
 
 from __future__ import annotations
 

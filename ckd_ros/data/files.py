@@ -7,6 +7,7 @@ and exits 2) instead of an ``OSError`` or ``UnicodeDecodeError`` traceback from 
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -28,6 +29,21 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise InputError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+
+
+def number_rows(path: str | Path, what: str) -> Iterator[tuple[int, str, list[float]]]:
+    """(line number, stripped line, numbers) of each non-blank line, the numbers split on commas and
+    whitespace alike: ground-truth and result files of the RGBT benchmarks mix all three separators,
+    so every box reader splits them the same way and names the file and line of a non-number."""
+    for n, line in enumerate(read_text(path, what).splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            values = [float(p) for p in re.split(r"[,\s]+", line) if p]
+        except ValueError:
+            raise InputError(f"{path}:{n}: not numbers: {line!r}") from None
+        yield n, line, values
 
 
 def output_dir(path: str | Path, what: str = "output folder") -> Path:

@@ -1,4 +1,4 @@
-"""Evaluation: the standard RGBT metrics on dataset folders (spec §5), and result files.
+"""Evaluation: the standard RGBT metrics on dataset folders (docs/metrics.md), and result files.
 
 >>> m = score("lasher", root, results_dir)    # also rgbt234, rgbt210, gtot, vtuav, synthetic
 >>> m["PR"], m["NPR"], m["SR"]                # fractions; RGBT234/GTOT give MPR/MSR under PR/SR
@@ -15,14 +15,13 @@ report; ``read_result_folder`` and ``score_sequences`` are the two halves of ``s
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ckd_ros.data.datasets import Sequence, read_dataset
-from ckd_ros.data.files import read_text
+from ckd_ros.data.datasets import Sequence, dataset_key, read_dataset
+from ckd_ros.data.files import number_rows, read_text
 from ckd_ros.errors import InputError
 from ckd_ros.eval.metrics import (
     NPR_THRESHOLDS,
@@ -53,14 +52,7 @@ def read_results(path: str | Path) -> np.ndarray:
     """(N, 4) boxes of a result file; the toolkit tries ',', then ' ', then tab."""
     p = Path(path)
     rows = []
-    for n, line in enumerate(read_text(p, "result file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = [x for x in re.split(r"[,\s]+", line.strip()) if x]
-        try:
-            vals = [float(x) for x in parts]
-        except ValueError:
-            raise InputError(f"{p}:{n}: not numbers: {line!r}") from None
+    for n, _line, vals in number_rows(p, "result file"):
         if len(vals) != 4:
             raise InputError(f"{p}:{n}: expected x,y,w,h, got {len(vals)} values")
         rows.append(vals)
@@ -95,8 +87,8 @@ def tracker_fps(results_dir: str | Path, names: list[str]) -> float:
 
 
 def protocol_of(dataset: str) -> str:
-    key = dataset.lower().replace("_", "").replace("-", "")
-    return "lasher" if key in ("synthetic", "synth") else key
+    """Each benchmark is scored by its own protocol, so the protocol is the dataset's reader key."""
+    return dataset_key(dataset)
 
 
 def score_sequence(seq: Sequence, result: np.ndarray, protocol: str) -> SequenceScore:

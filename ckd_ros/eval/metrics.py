@@ -1,4 +1,4 @@
-"""RGBT benchmark metrics, as the authors' toolkit (PyPI ``rgbt`` 1.0.1) computes them (spec §5.3).
+"""RGBT benchmark metrics, as the authors' toolkit (PyPI ``rgbt`` 1.0.1) computes them (docs/metrics.md).
 
 All boxes are (x, y, w, h). Results are parsed as float32 and rounded half-to-even, as the
 toolkit does; everything after that is float64 with exact thresholds (IoU > t is a hit for
@@ -89,7 +89,7 @@ def score_lasher_sequence(name: str, result: np.ndarray, gt: np.ndarray, missing
     err = centre_error(res, gt)
     nerr = centre_error(res, gt, normalise_by=gt)
     ov = iou(res, gt)
-    err[invalid], nerr[invalid], ov[invalid] = -1.0, -1.0, -1.0  # PR: hit; SR: miss (spec §5.3)
+    err[invalid], nerr[invalid], ov[invalid] = -1.0, -1.0, -1.0  # PR: hit; SR: miss (docs/metrics.md)
     if missing is not None:
         miss = np.zeros(len(res), bool)
         miss[1:] = np.asarray(missing, bool)[1 : len(res)]

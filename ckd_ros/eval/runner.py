@@ -1,4 +1,4 @@
-"""Run trackers over a dataset and write result files in the toolkit layout (spec §5.1).
+"""Run trackers over a dataset and write result files in the toolkit layout (docs/metrics.md, Result files).
 
 ``<out>/<sequence>.txt``: one ``x,y,w,h`` line per frame, the first the initial box;
 ``<out>/<sequence>_time.txt``: seconds per frame. A sequence whose result file exists is skipped,

@@ -1,4 +1,4 @@
-"""The CKD network (spec §1-2): build a variant, or load official / own checkpoints.
+"""The CKD network (docs/model.md, docs/checkpoints.md): build a variant, or load official / own checkpoints.
 
 >>> model = load_model("ckd_vitb_mce.pt", device="cpu")             # MCE at blocks 3, 6, 9
 >>> model = load_model("OSTrack_CKD_ep0010.pth.tar", trust_pickle=True, ce_loc=())
@@ -23,6 +23,7 @@ from ckd_ros.model.checkpoint import (
 from ckd_ros.model.ckd import CKDNet, LockstepOutput, head_input, run_lockstep
 from ckd_ros.model.config import ModelConfig, available_variants, load_variant
 from ckd_ros.model.head import CenterHead, decode_boxes
+from ckd_ros.model.interface import TrackedModel
 from ckd_ros.model.vit import ViTBranch
 from ckd_ros.runtime import resolve_device
 
@@ -32,6 +33,7 @@ __all__ = [
     "CenterHead",
     "LockstepOutput",
     "ModelConfig",
+    "TrackedModel",
     "ViTBranch",
     "available_variants",
     "build_model",

@@ -1,4 +1,4 @@
-"""Checkpoint I/O: the one boundary where foreign weights are adapted (spec §2).
+"""Checkpoint I/O: the one boundary where foreign weights are adapted (docs/checkpoints.md).
 
 Three kinds of file are read:
 

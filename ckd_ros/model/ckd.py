@@ -1,7 +1,7 @@
 """The CKD inference network: two ViT branches in lockstep, shared token elimination, fused head.
 
 No coroutines: block *i* of every branch runs, then (at an elimination block) one decision is made
-and applied, then the MLP halves run. This is the form spec §1.4 verified bit-exact against the
+and applied, then the MLP halves run. This is the form docs/model.md describes, verified bit-exact against the
 official greenlet implementation, and it has static shapes at a fixed batch, so it traces and
 exports.
 """
@@ -178,7 +178,7 @@ class CKDNet(nn.Module):
         return self.ce_template_mask.expand(batch, -1)
 
     def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
-        """Normalised crops in, maps and the raw-peak box out (spec §1.1, §1.7)."""
+        """Normalised crops in, maps and the raw-peak box out (docs/model.md)."""
         self.check_inputs(template_rgb, template_tir, search_rgb, search_tir)
         mask = self.template_mask(template_rgb.shape[0])
         if self.stacked is not None:

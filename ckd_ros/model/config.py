@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from ckd_ros.errors import ConfigError
+from ckd_ros.precisions import CE_MODES
 from ckd_ros.resources import resource_dirs
 
-CE_MODES = ("mce", "ce", "none")
 CE_TEMPLATE_RANGES = ("ctr_point", "all")
 
 # A config is data that may come from a downloaded file, so it is bounded before anything is built.

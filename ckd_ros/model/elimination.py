@@ -2,7 +2,7 @@
 
 At an elimination block, search tokens that the template's centre token attends to least are
 dropped. In MCE one decision, taken from the element-wise max of both branches' attention, is
-applied to both branches, so they keep the same search positions in the same order (spec §1.4).
+applied to both branches, so they keep the same search positions in the same order (docs/model.md, Token elimination).
 """
 
 from __future__ import annotations

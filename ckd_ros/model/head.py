@@ -82,8 +82,8 @@ class FusedCenterHead(nn.Module):
     BatchNorm is folded into each convolution; the trunks' first convolutions read the same map,
     so they are one convolution with their outputs concatenated; the later layers are grouped
     convolutions (groups = 3), the final 1x1 layer padded to two outputs per trunk. Equal to the
-    head up to float rounding; 2.5 → 1.3 ms for the shipped model's head on one CPU thread, and 9
-    kernels instead of 39 on a GPU. The weights are copies taken when built (as stacked branches).
+    head up to float rounding, and 9 kernels instead of 39 on a GPU (its CPU timing: README "Speed").
+    The weights are copies taken when built (as stacked branches).
 
     ``int8_first``: the first (by far the largest: 3x3 over both branches' channels) convolution
     as an int8 GEMM (``int8.Int8Conv3x3``), for the CPU int8 path.

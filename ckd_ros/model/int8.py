@@ -1,9 +1,8 @@
 """CPU int8 inference: the heavy matrix products as int8 × int8 GEMMs (VNNI), outputs in fp32.
 
 On x86 CPUs without AMX, bf16 matmuls run no faster than fp32 (one ``vdpbf16ps`` per cycle does
-the work of two fp32 FMAs), but VNNI's int8 dot products do four times the work per instruction:
-ViT-B's linear layers measured 2.5-3.9x faster than fp32 (by shape) on a 2-core AVX-512 Xeon
-(bench/bench_model.py gives the whole-network figure). What is quantized:
+the work of two fp32 FMAs), but VNNI's int8 dot products do four times the work per instruction
+(README "Speed" has the per-layer and whole-network measurements). What is quantized:
 
 - every linear layer of both branches (qkv, proj, fc1, fc2: most of a ViT-B forward's arithmetic);
 - the first convolution of the head's three trunks, which all read the same fused feature map,
@@ -44,9 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# The engine each packed weight is made for, in order of preference; oneDNN was the fastest here
-# (2.4 ms vs 3.2 for "x86" on a 436x768x3072 product, 2-core Xeon), FBGEMM the fallback on older
-# builds. The first one that is accurate on this CPU is used.
+# The engine each packed weight is made for, in order of preference: oneDNN measured the fastest
+# (README "Speed"), FBGEMM is the fallback on older builds. The first one accurate on this CPU is used.
 _ENGINES = ("onednn", "x86", "fbgemm")
 _X86 = ("x86_64", "amd64", "i686", "x86")
 
@@ -175,7 +173,7 @@ class Int8Linear(nn.Module):
 class Int8Conv3x3(nn.Module):
     """A 3×3, stride-1, pad-1 convolution (weight (out, in, 3, 3), bias) as one int8 GEMM.
 
-    im2col by nine shifted slices of a channels-last copy (F.unfold was 4x slower here); the
+    im2col by nine shifted slices of a channels-last copy (F.unfold measured slower, README "Speed"); the
     weight is reordered to the (ky, kx, c) layout those slices produce. NCHW in and out.
     """
 

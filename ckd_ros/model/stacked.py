@@ -109,7 +109,7 @@ class StackedBranches(nn.Module):
     def embed(self, templates: Sequence[Tensor], searches: Sequence[Tensor]) -> list[Tensor]:
         """Per-branch (B, Lz+Ls, C) tokens as ``ViTBranch.embed`` gives them, with the patch
         projection of every branch, template and search patches together, as one batched matmul
-        (equal up to float rounding; four convolutions were 4x slower for the small model on CPU)."""
+        (equal up to float rounding; four convolutions measured slower on CPU, README "Speed")."""
         patches = torch.stack(
             [
                 torch.cat([patchify(z, self.patch), patchify(x, self.patch)], dim=1)

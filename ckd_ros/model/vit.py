@@ -127,7 +127,7 @@ class ViTBranch(nn.Module):
         """Template and search tokens with their position embeddings, template first.
 
         ``search_keep`` (B, Ls) bool implements masked modelling: a dropped search token's patch
-        embedding is zeroed before the position embedding is added (spec §4.4).
+        embedding is zeroed before the position embedding is added (docs/training.md, Masking).
         """
         z = self.patch_embed(z) + self.pos_embed_z
         x = self.patch_embed(x)

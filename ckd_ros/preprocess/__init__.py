@@ -52,11 +52,13 @@ class PreprocessConfig:
 
 
 def thermal_to_rgb8(image: np.ndarray, enc: Encoding, agc: ThermalAGC) -> np.ndarray:
-    """16-bit grey thermal through AGC; 8-bit thermal as the camera's own AGC made it (the model was
-    trained on such 8-bit frames); grey replicated to 3 channels, colour thermal as is."""
+    """Grey thermal wider than 8 bits through AGC; 8-bit thermal as the camera's own AGC made it (the
+    model was trained on such 8-bit frames); grey replicated to 3 channels, colour thermal as is.
+    Which sample types AGC can map is ``ThermalAGC``'s decision alone, so a new raw thermal encoding
+    is an ``ENCODINGS`` entry plus, for a new sample type, AGC support."""
     if enc.order != "mono":
         return to_rgb8(image, enc)
-    grey = agc(image) if image.dtype == np.uint16 else image.reshape(image.shape[0], image.shape[1])
+    grey = agc(image) if image.dtype != np.uint8 else image.reshape(image.shape[0], image.shape[1])
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 

@@ -1,4 +1,4 @@
-"""RGB–thermal registration: the model needs pixel-aligned pairs of one size (spec §3.1).
+"""RGB–thermal registration: the model needs pixel-aligned pairs of one size (docs/tracker.md, Input).
 
 ``none``: the sizes must already match (a mismatch is an error, never a silent stretch);
 ``resize``: scale the thermal frame to the RGB size (co-axial rigs with different resolutions);
@@ -16,7 +16,9 @@ import numpy as np
 
 from ckd_ros.errors import ConfigError, InputError
 
-ALIGN_MODES = ("none", "resize", "homography")
+# The modes that need no calibration matrix: all the offline ``track`` command can be told.
+UNCALIBRATED_MODES = ("none", "resize")
+ALIGN_MODES = (*UNCALIBRATED_MODES, "homography")
 
 
 class Aligner:

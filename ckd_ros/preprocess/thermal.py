@@ -1,4 +1,4 @@
-"""Thermal images → the 8-bit, 3-channel frames the model was trained on (spec §3.1).
+"""Thermal images → the 8-bit, 3-channel frames the model was trained on (docs/tracker.md, Input).
 
 Radiometric / raw 16-bit thermal cameras need an automatic gain control (AGC): the model only ever
 saw 8-bit thermal jpgs. Modes:

@@ -13,6 +13,7 @@ from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, Object
 
 from ckd_ros.preprocess import RawImage, encode
 from ckd_ros.preprocess.compressed import decode_compressed
+from ckd_ros.ros.bbox import bbox_box, box_center
 from ckd_ros.tracker.geometry import Box
 
 
@@ -71,17 +72,13 @@ def image_msg(array: np.ndarray, encoding: str, header: Header | None = None) ->
 
 
 def box_to_bbox(box: Box) -> BoundingBox2D:
-    x, y, w, h = (float(v) for v in box)
     bbox = BoundingBox2D()
-    bbox.center.position.x = x + w / 2
-    bbox.center.position.y = y + h / 2
-    bbox.size_x, bbox.size_y = w, h
+    bbox.center.position.x, bbox.center.position.y, bbox.size_x, bbox.size_y = box_center(box)
     return bbox
 
 
 def bbox_to_box(bbox: BoundingBox2D) -> Box:
-    w, h = float(bbox.size_x), float(bbox.size_y)
-    return (float(bbox.center.position.x) - w / 2, float(bbox.center.position.y) - h / 2, w, h)
+    return bbox_box(bbox)
 
 
 def detection(header: Header, box: Box, score: float, class_id: str, track_id: str) -> Detection2D:

@@ -5,8 +5,10 @@ can be changed at run time with ``ros2 param set``. Every value, from any source
 parameter file, ``parameter_overrides=``, a launch argument, ``ros2 param set``), goes through
 ``Param.coerce``: integers are accepted where doubles are declared (people type ``slop:=1`` and
 ``homography:=[1,0,0,0,1,0,0,0,1]``), and a wrong type, length, range or choice is refused with one
-line naming the parameter, the value and what is allowed. This module imports no ROS package at
-import time, so the launch-argument conversion (``launch_args``) can use it anywhere.
+line naming the parameter, the value and what is allowed. This module imports no ROS package and
+no torch at import time, so the launch-argument conversion (``launch_args``) can use it anywhere;
+the allowed values come from the modules that implement them (``precisions``, ``preprocess``,
+``viz``: NumPy and OpenCV, which the node needs anyway), so a mode is named in one place.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ckd_ros.errors import ConfigError
-from ckd_ros.precisions import CUDA_GRAPH_SETTINGS, PRECISIONS
+from ckd_ros.precisions import CE_MODES, CUDA_GRAPH_SETTINGS, DEVICES, PRECISIONS, STACK_SETTINGS
+from ckd_ros.preprocess.align import ALIGN_MODES
+from ckd_ros.preprocess.thermal import AGC_MODES
+from ckd_ros.viz import LAYOUTS
 
 
 class _Refused(Exception):
@@ -126,6 +131,11 @@ class Param:
             d.integer_range = [IntegerRange(from_value=int(self.lo), to_value=int(self.hi), step=1)]
         return d
 
+    def help_text(self) -> str:
+        """The description with the allowed values appended, so that the parameter file and the launch
+        arguments list the choices from the tuple the code validates against, never a retyped copy."""
+        return self.description + (f" ({', '.join(c or '<empty>' for c in self.choices)})" if self.choices else "")
+
     def _choices_text(self) -> str:
         return ", ".join(c or "''" for c in self.choices)
 
@@ -176,7 +186,7 @@ IMAGE_TRANSPORTS = ("raw", "compressed")
 PARAMS: tuple[Param, ...] = (
     Param("checkpoint", "", "model file; empty = the shipped small model in models/", read_only=True),
     Param("model_variant", "", "variant for a bare state_dict (e.g. ckd_vitb_mce); empty = inferred", read_only=True),
-    Param("device", "auto", "auto (CUDA if present), cpu or cuda", ("auto", "cpu", "cuda"), read_only=True),
+    Param("device", "auto", "auto: CUDA if present", DEVICES, read_only=True),
     Param(
         "cpu_threads",
         0,
@@ -195,8 +205,8 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "ce_mode",
         "",
-        "token elimination override: mce, ce, none; empty = the checkpoint's",
-        ("", "mce", "ce", "none"),
+        "token elimination override; empty = the checkpoint's",
+        ("", *CE_MODES),
         read_only=True,
     ),
     Param(
@@ -208,14 +218,14 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "stack_branches",
         "auto",
-        "run both branches as one batched computation: auto (CUDA, and small models on CPU), on, off",
-        ("auto", "on", "off"),
+        "run both branches as one batched computation; auto: on CUDA, and for small models on CPU",
+        STACK_SETTINGS,
         read_only=True,
     ),
     Param(
         "cuda_graphs",
         "auto",
-        "replay the batch-1 forward as a CUDA graph: auto (on for CUDA), on, off; where it cannot, eager with the reason logged",
+        "replay the batch-1 forward as a CUDA graph; auto: on for CUDA; where it cannot, eager with the reason logged",
         CUDA_GRAPH_SETTINGS,
         read_only=True,
     ),
@@ -248,8 +258,8 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "thermal_agc",
         "percentile",
-        "16-bit thermal AGC: percentile, minmax, fixed, none",
-        ("percentile", "minmax", "fixed", "none"),
+        "16-bit thermal AGC",
+        AGC_MODES,
     ),
     Param("agc_low_percentile", 1.0, "percentile AGC: low limit", lo=0.0, hi=100.0),
     Param("agc_high_percentile", 99.0, "percentile AGC: high limit", lo=0.0, hi=100.0),
@@ -259,8 +269,8 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "alignment",
         "none",
-        "thermal→RGB registration: none (sizes must match), resize, homography",
-        ("none", "resize", "homography"),
+        "thermal→RGB registration; none: the sizes must match",
+        ALIGN_MODES,
     ),
     Param("homography", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], "3x3 TIR→RGB pixel homography, row-major", lengths=(9,)),
     Param("score_threshold", 0.25, "score below which a frame counts as low-confidence", lo=0.0, hi=1.0),
@@ -291,7 +301,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("debug_image", True, "publish ~/debug_image when someone subscribes"),
     Param("debug_rate", 10.0, "max debug image rate (Hz)", lo=0.1, hi=1000.0),
-    Param("debug_layout", "side_by_side", "side_by_side (RGB | thermal) or blend", ("side_by_side", "blend")),
+    Param("debug_layout", "side_by_side", "debug image layout; side_by_side: RGB | thermal", LAYOUTS),
     Param("no_pair_warn_seconds", 1.0, "WARN in /diagnostics when no synchronized pair arrived for this long", lo=0.1, hi=3600.0),
     Param(
         "input_loss_warn",
@@ -346,7 +356,6 @@ def yaml_text() -> str:
     ]
     for p in PARAMS:
         value = yaml_value(p.default)
-        choices = f" ({', '.join(c or '<empty>' for c in p.choices)})" if p.choices else ""
-        lines.append(f"    # {p.description}{choices}{' [read-only]' if p.read_only else ''}")
+        lines.append(f"    # {p.help_text()}{' [read-only]' if p.read_only else ''}")
         lines.append(f"    {p.name}: {value}")
     return "\n".join(lines) + "\n"

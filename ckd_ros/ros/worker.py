@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ckd_ros.stats import percentile
+
 
 class Mailbox:
     def __init__(self) -> None:
@@ -108,5 +110,5 @@ class LatencyStats:
 
     def pct(self, q: float) -> float:
         with self._lock:
-            v = sorted(self.values)
-        return v[min(len(v) - 1, round(q / 100 * (len(v) - 1)))] if v else float("nan")
+            values = list(self.values)
+        return percentile(values, q)

@@ -1,4 +1,4 @@
-"""Online tracking on numpy RGB-T frame pairs (spec §3).
+"""Online tracking on numpy RGB-T frame pairs (docs/tracker.md).
 
 >>> trk = CKDTracker(model, device="cpu")
 >>> trk.initialize(rgb, tir, (x, y, w, h))

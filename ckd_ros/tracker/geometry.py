@@ -1,4 +1,4 @@
-"""Crop geometry of the official tracker (spec §3.2, §3.5), reproduced exactly.
+"""Crop geometry of the official tracker (docs/tracker.md), reproduced exactly.
 
 The crop window, its padding (with the off-by-one on the right/bottom edge), the bilinear resize,
 the map-back that ignores the crop's rounding and the 10-px ``clip_box`` are all OSTrack quirks

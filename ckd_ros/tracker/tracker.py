@@ -1,4 +1,4 @@
-"""Online RGB-T tracking with a CKD network (the official ``lib/test/tracker/ckd.py``, spec §3).
+"""Online RGB-T tracking with a CKD network (the official ``lib/test/tracker/ckd.py``, docs/tracker.md).
 
 Per frame: crop both modalities around the previous box (factor 4, one geometry from the RGB
 image), normalise, run the network, weight the score map with a Hann window, decode, map back to
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ckd_ros.errors import ConfigError, InputError
-from ckd_ros.model import CKDNet, decode_boxes
+from ckd_ros.model import TrackedModel, decode_boxes
 from ckd_ros.model.cuda_graphs import GraphedForward
 from ckd_ros.runtime import autocast, check_precision, convert_weights, resolve_device
 from ckd_ros.tracker.geometry import Box, clip_box, crop_numpy, crop_torch, crop_window, hann_window, map_back
@@ -138,10 +138,21 @@ def check_box(box: object, image_hw: tuple[int, int]) -> Box:
 
 
 class CKDTracker:
-    """``initialize(rgb, tir, box)`` then ``track(rgb, tir)`` per frame; images HxWx3 uint8 RGB."""
+    """``initialize(rgb, tir, box)`` then ``track(rgb, tir)`` per frame; images HxWx3 uint8 RGB.
+
+    The tracker takes the model over, through ``TrackedModel``'s members only: it moves it to
+    ``device``, puts it in eval mode, converts its weights in place for ``precision`` (int8 through
+    ``quantize_int8``, for good), and sets ``fused_attention`` and ``stack_branches``. Converting a
+    copy would double the memory of a ViT-B model on a robot, so these fast paths change the caller's
+    object instead; a caller that needs the model as it was passes ``copy.deepcopy(model)``.
+    """
 
     def __init__(
-        self, model: CKDNet, device: str | torch.device | None = None, config: TrackerConfig | None = None, **overrides: object
+        self,
+        model: TrackedModel,
+        device: str | torch.device | None = None,
+        config: TrackerConfig | None = None,
+        **overrides: object,
     ) -> None:
         self.config = config or TrackerConfig()
         if overrides:
