@@ -22,6 +22,13 @@ from ckd_ros.eval.plots import metrics_table, plot_curves
 from ckd_ros.viz import VideoWriter, annotate_pair
 
 DEMO_SEQUENCES = tuple(range(10))  # two of each focus scenario from the held-out suite
+# Said at the start of every demo and bag replay, so nobody takes its loss-free delivery for a camera's.
+QOS_NOTE = (
+    "QoS: player -> node reliable, keep last 100, so that every frame is scored; the node runs in this process, "
+    "where Fast DDS hands messages over in-process, so no transport (and no transport profile) is involved. "
+    "A camera driver publishes best effort, the node's default input QoS: between processes large best-effort "
+    "images need a transport profile (README 'Large images over DDS', bench/bench_node.py)"
+)
 START_NS = 1_700_000_000_000_000_000
 
 
@@ -67,6 +74,7 @@ def _run_demo(checkpoint, out: Path, partial: Path, sequences, length, rate, loc
     scores, labels, latencies = [], {}, []
     processed = dropped = 0
     seconds = 0.0
+    log(QOS_NOTE)
     rclpy.init()
     try:
         for k in sequences:

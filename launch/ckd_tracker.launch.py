@@ -5,6 +5,11 @@ parameter is also a launch argument of the same name, passed on only when given,
 the file; plus topic remaps, a namespace, lifecycle:=true and rviz:=true. Without the launch
 packages (a PyPI venv), `ckd-ros launch` does the same from the same YAML.
 
+transport_profile:=large_images (or a path to a Fast DDS XML profile) gives the node process the
+shipped shared-memory profile for large images (FASTRTPS_/FASTDDS_DEFAULT_PROFILES_FILE). rviz2 does
+not get it: it only subscribes, and shared-memory delivery depends on the publisher's segment; the
+camera driver, which publishes, must load the profile too (README "Large images over DDS").
+
 The arguments are converted and checked by ckd_ros.ros.launch_args.launch_plan (plain Python,
 tested without launch) in an OpaqueFunction: integers for doubles become doubles, booleans are read
 as IfCondition reads them, and a bad value or rviz:=true without rviz2 stops the launch with one
@@ -31,6 +36,7 @@ def _start(context, rviz_config: str) -> list:
             namespace=plan.namespace,
             parameters=[plan.params_file, plan.parameters] if plan.parameters else [plan.params_file],
             remappings=plan.remappings,
+            additional_env=plan.env or None,
             output="screen",
             emulate_tty=True,
             on_exit=Shutdown(reason="ckd_tracker exited"),  # a node that fails at start must not leave rviz2 behind

@@ -138,9 +138,15 @@ def test_missing_parameter_file_or_empty_topic_is_refused(tmp_path):
 
 def test_launch_arguments_are_the_plan_inputs_and_every_parameter():
     declared = {name: default for name, default, _ in launch_arguments(SHIPPED_YAML)}
-    assert set(declared) == {"params_file", "namespace", "rgb_topic", "thermal_topic", "lifecycle", "rviz"} | {
-        p.name for p in PARAMS
-    }
+    assert set(declared) == {
+        "params_file",
+        "namespace",
+        "rgb_topic",
+        "thermal_topic",
+        "lifecycle",
+        "rviz",
+        "transport_profile",
+    } | {p.name for p in PARAMS}
     assert all(declared[p.name] == "" for p in PARAMS)
     plan = plan_for(namespace="/robot", rgb_topic="/cam/rgb", thermal_topic="/cam/tir")
     assert plan.namespace == "/robot"

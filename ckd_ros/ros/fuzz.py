@@ -21,7 +21,7 @@ def broken_image(rng: np.random.Generator, good: np.ndarray) -> Image:
         elif field == "size":
             msg.width, msg.height = int(rng.choice([0, 1, 7, 100000, 2**31 - 1])), int(rng.choice([0, 1, 3, 99999]))
         elif field == "step":
-            msg.step = int(rng.choice([0, 1, msg.step - 1, msg.step + 1, 2**31]))
+            msg.step = int(rng.choice([0, 1, max(0, msg.step - 1), msg.step + 1, 2**31]))  # uint32 on the wire
         elif field == "data":
             cut = int(rng.integers(0, len(msg.data) + 1))
             msg.data = bytes(msg.data)[:cut] if rng.random() < 0.7 else bytes(msg.data) + bytes(int(rng.integers(1, 99)))

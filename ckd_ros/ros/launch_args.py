@@ -15,19 +15,25 @@ launch`` converts its ``-p`` overrides with the same ``parse_argument``.
   ``false``/``0``), anything else is an error rather than a silent false.
 * ``rviz:=true`` without rviz2 installed is an error raised before anything is started: launch
   prints it as one line and exits 1, and no node is left running.
+* ``transport_profile`` (a Fast DDS XML profile: a shipped name such as ``large_images``, or a path)
+  is validated here and becomes the node process's ``FASTRTPS_DEFAULT_PROFILES_FILE`` /
+  ``FASTDDS_DEFAULT_PROFILES_FILE``; left empty, the profile the launch's own environment names is
+  validated instead. Fast DDS itself would log a bad profile and run on its defaults, losing large
+  best-effort images (``ckd_ros.ros.transport``), so a bad one stops the launch in one line.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ckd_ros.errors import ConfigError
 from ckd_ros.ros.params import BY_NAME, PARAMS, Param, yaml_value
+from ckd_ros.ros.transport import SHIPPED_PROFILES, transport_environment
 
 TRUE_WORDS = ("true", "1")
 FALSE_WORDS = ("false", "0")
@@ -97,10 +103,17 @@ def launch_arguments(default_params_file: str) -> list[tuple[str, str, str]]:
         ("thermal_topic", "thermal/image", "thermal sensor_msgs/Image topic"),
         ("lifecycle", "false", "true: the managed (lifecycle) node, which waits for configure / activate"),
         ("rviz", "false", "true: also start rviz2 with config/ckd_tracker.rviz (an error if rviz2 is not installed)"),
+        (
+            "transport_profile",
+            "",
+            f"Fast DDS XML profile for the node process: a shipped one ({', '.join(SHIPPED_PROFILES)}: shared memory "
+            "with a 32 MiB segment + UDPv4, for large best-effort images) or a path; empty: the one the environment "
+            "names, if any (README 'Large images over DDS')",
+        ),
     ]
     for p in PARAMS:
         shipped = yaml_value(p.default)
-        args.append((p.name, "", f"{p.description} (empty: the params_file's value; shipped: {shipped})"))
+        args.append((p.name, "", f"{p.help_text()} (empty: the params_file's value; shipped: {shipped})"))
     return args
 
 
@@ -118,7 +131,8 @@ def ros_package_found(name: str) -> bool:
 @dataclass(frozen=True)
 class LaunchPlan:
     """What the launch file starts: the node's executable, namespace, remaps, parameter file and
-    typed parameter overrides, and whether rviz2 comes along."""
+    typed parameter overrides, whether rviz2 comes along, and the variables added to the node's
+    environment (the transport profile; empty when none is given)."""
 
     executable: str
     namespace: str
@@ -126,6 +140,7 @@ class LaunchPlan:
     params_file: str
     parameters: dict[str, Any]
     rviz: bool
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def node_parameters(args: Mapping[str, str]) -> dict[str, Any]:
@@ -133,11 +148,17 @@ def node_parameters(args: Mapping[str, str]) -> dict[str, Any]:
     return {name: parse_argument(BY_NAME[name], text) for name, text in args.items() if name in BY_NAME and text != ""}
 
 
-def launch_plan(args: Mapping[str, str], package_found: Callable[[str], bool] = ros_package_found) -> LaunchPlan:
-    """The plan for the evaluated launch arguments ``args`` (launch's ``context.launch_configurations``).
+def launch_plan(
+    args: Mapping[str, str],
+    package_found: Callable[[str], bool] = ros_package_found,
+    environ: Mapping[str, str] | None = None,
+) -> LaunchPlan:
+    """The plan for the evaluated launch arguments ``args`` (launch's ``context.launch_configurations``)
+    in the launch's environment ``environ`` (default ``os.environ``, which the node inherits).
 
     Raises ConfigError, before anything is started, for a bad value, a missing parameter file or
-    topic, and ``rviz:=true`` where rviz2 is not installed."""
+    topic, ``rviz:=true`` where rviz2 is not installed, and a transport profile Fast DDS would
+    reject or ignore (given as ``transport_profile`` or named by the environment)."""
     params_file = args.get("params_file", "")
     if not os.path.isfile(params_file):
         raise ConfigError(f"params_file={params_file!r} is not a file")
@@ -150,6 +171,7 @@ def launch_plan(args: Mapping[str, str], package_found: Callable[[str], bool] = 
     lifecycle = launch_bool("lifecycle", args.get("lifecycle", "false"))
     rviz = launch_bool("rviz", args.get("rviz", "false"))
     parameters = node_parameters(args)
+    env = transport_environment(args.get("transport_profile", ""), environ)
     if rviz and not package_found("rviz2"):
         raise ConfigError(
             "rviz:=true, but the rviz2 package is not installed (not in the ament index of AMENT_PREFIX_PATH); "
@@ -162,4 +184,5 @@ def launch_plan(args: Mapping[str, str], package_found: Callable[[str], bool] = 
         params_file=params_file,
         parameters=parameters,
         rviz=rviz,
+        env=env,
     )

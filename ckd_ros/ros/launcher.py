@@ -3,13 +3,17 @@ packages are missing (a PyPI venv). Same parameters, remaps and YAML as the laun
 same conversion of ``NAME:=VALUE`` (``launch_args.parse_argument``): a bad value is refused here, in
 one line, before a process starts, and the node gets typed YAML (``slop:=1`` as 1.0,
 ``stack_branches:=on`` as the string 'on', ``[50, 39.5, 40, 30]`` as doubles where rcl would refuse a
-mixed list). SIGINT and SIGTERM are forwarded and the node's exit status is returned."""
+mixed list). ``--transport-profile`` gives the node's process a Fast DDS profile (validated first,
+``ckd_ros.ros.transport``), as the launch file's ``transport_profile`` does. SIGINT and SIGTERM are
+forwarded and the node's exit status is returned."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ckd_ros.errors import ConfigError
@@ -46,8 +50,10 @@ def node_command(
     return cmd
 
 
-def run(cmd: list[str]) -> int:
-    proc = subprocess.Popen(cmd)
+def run(cmd: list[str], env: Mapping[str, str] | None = None) -> int:
+    """Run the node command with ``env`` added to this environment (the transport profile's
+    variables: Fast DDS reads them when the node's participant is created)."""
+    proc = subprocess.Popen(cmd, env={**os.environ, **env} if env else None)
 
     def forward(signum: int, _frame: object) -> None:
         proc.send_signal(signum)

@@ -43,6 +43,7 @@ from ckd_ros.ros.health import ERROR, OK, WARN, Health
 from ckd_ros.ros.loss import StreamLoss
 from ckd_ros.ros.params import BY_NAME, declare_all
 from ckd_ros.ros.sync import PairSync
+from ckd_ros.ros.transport import check_transport_environment
 from ckd_ros.ros.worker import LatencyStats, Mailbox, RateMeter, Worker
 from ckd_ros.tracker import CKDTracker, TrackResult
 from ckd_ros.viz import annotate_pair
@@ -509,6 +510,10 @@ class CKDTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
 
 
 def main(args: list[str] | None = None, node_class: type = CKDTrackerNode) -> int:
+    problem = check_transport_environment()  # before rclpy.init: Fast DDS reads the profile then, and ignores a bad one
+    if problem:
+        print(f"ckd_tracker: error: {problem}", file=sys.stderr)
+        return 2
     try:
         rclpy.init(args=sys.argv if args is None else args)
     except RuntimeError as exc:  # rcl refused the --ros-args (e.g. a list mixing 50 and 39.5)

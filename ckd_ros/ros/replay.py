@@ -31,6 +31,7 @@ from ckd_ros.benchmark import Timing
 from ckd_ros.errors import CKDError, ConfigError, InputError
 from ckd_ros.eval.metrics import SequenceScore, score_lasher_sequence, summarise
 from ckd_ros.ros.bags import DEFAULT_TOPICS, BagFrames, Topics, pairs_by_stamp, read_bag
+from ckd_ros.ros.bbox import bbox_box
 from ckd_ros.tracker.tracker import check_box
 
 # /diagnostics counters of pairs the node took but answered with nothing (no Detection2DArray):
@@ -38,6 +39,9 @@ from ckd_ros.tracker.tracker import check_box
 UNANSWERED_COUNTERS = ("malformed", "size_mismatch", "errors")
 ANSWER_TIMEOUT = 60.0  # lockstep: seconds one pair may take before the node counts as stuck
 DIAGNOSTICS_PERIOD = 0.1  # the replayed node's /diagnostics period: how soon a failed pair is seen
+# Best-effort input: the player's writer matches the node's reader first and may publish ~0.1 s before
+# the reader has matched it back; those frames are lost to discovery, not to the transport.
+BEST_EFFORT_SETTLE = 1.0
 
 
 class ReplayError(CKDError, RuntimeError):
@@ -233,19 +237,24 @@ def play_through_node(
             )
             det_topic = node.resolve_topic_name("~/detections")
         player = rclpy.create_node("ckd_player")
+        # the player publishes with the node's input QoS, as a camera driver would (params may ask for
+        # best effort, the camera default, to measure what the transport loses)
+        best_effort = overrides["qos_reliability"] != "reliable"
+        input_qos = QoSProfile(
+            reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+            history=HistoryPolicy.KEEP_LAST,
+            depth=int(overrides["qos_depth"]),
+        )
         pub_rgb, pub_tir = (
-            player.create_publisher(CompressedImage, topic + "/compressed", reliable)
+            player.create_publisher(CompressedImage, topic + "/compressed", input_qos)
             if transport == "compressed"
-            else player.create_publisher(Image, topic, reliable)
+            else player.create_publisher(Image, topic, input_qos)
             for topic, transport in zip((topics.rgb, topics.thermal), transports)
         )
 
         def on_det(msg: Detection2DArray) -> None:
             s = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            box = None
-            if msg.detections:
-                b = msg.detections[0].bbox
-                box = (b.center.position.x - b.size_x / 2, b.center.position.y - b.size_y / 2, b.size_x, b.size_y)
+            box = bbox_box(msg.detections[0].bbox) if msg.detections else None
             with cond:
                 results[s] = (box, time.monotonic())
                 cond.notify_all()
@@ -267,6 +276,8 @@ def play_through_node(
             if proc is not None:
                 proc.check_alive()
             time.sleep(0.01)
+        if best_effort:
+            time.sleep(BEST_EFFORT_SETTLE)
         sent: dict[int, float] = {}
         t_start = time.monotonic()
         for k, (stamp, rgb, tir) in enumerate(tqdm(pairs, desc=name, unit="frame", disable=not progress)):
