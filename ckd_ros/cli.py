@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ckd_ros.data.files import output_dir, output_file, read_text, removed_on_error
 from ckd_ros.errors import CKDError, ConfigError, InputError
-from ckd_ros.precisions import PRECISIONS
+from ckd_ros.precisions import CE_MODES, CUDA_GRAPH_SETTINGS, DEVICES, PRECISIONS, STACK_SETTINGS
 
 
 def _progress() -> bool:
@@ -81,7 +81,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--checkpoint", help="model file (default: the shipped model)")
     p.add_argument("--variant", help="variant for a bare state_dict")
-    p.add_argument("--ce-mode", choices=["mce", "ce", "none"])
+    p.add_argument("--ce-mode", choices=CE_MODES)
     p.add_argument("--trust-pickle", action="store_true", help="also read official trainer files (allowlist unpickler)")
     p.set_defaults(func=_export)
 
@@ -98,19 +98,45 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="OSTrack_CKD_epNNNN.pth.tar or a bare state_dict")
     p.add_argument("output", help="output file, e.g. models/ckd_vitb_mce.pt")
     p.add_argument("--variant", help="variant name or YAML for shapes the weights cannot tell (default: official ViT-B)")
-    p.add_argument("--ce-mode", choices=["mce", "ce", "none"], help="elimination stored as the file's default")
+    p.add_argument("--ce-mode", choices=CE_MODES, help="elimination stored as the file's default")
     p.set_defaults(func=_convert)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="model file (default: the shipped small model in models/)")
     p.add_argument("--variant", help="variant for a bare state_dict (default: inferred, official ViT-B settings)")
-    p.add_argument("--ce-mode", choices=["mce", "ce", "none"], help="override token elimination")
+    p.add_argument("--ce-mode", choices=CE_MODES, help="override token elimination")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument(
-        "--precision", default="fp32", choices=PRECISIONS, help="fp32 (official outputs), fp16 (CUDA), bf16, int8 (CPU)"
+        "--precision",
+        default="fp32",
+        choices=("auto", *PRECISIONS),
+        help="fp32 (official outputs, default), fp16 (CUDA), bf16, int8 (CPU), or auto: what the node picks (the fastest "
+        "precision whose outputs this machine checked against fp32)",
     )
+    p.add_argument("--stack-branches", default="auto", choices=STACK_SETTINGS, help="both branches as one batch")
+    p.add_argument("--cuda-graphs", default="auto", choices=CUDA_GRAPH_SETTINGS, help="replay the forward as a CUDA graph")
+    p.add_argument("--cpu-threads", type=int, default=0, help="CPU threads for inference (default: all cores)")
     p.add_argument("--trust-pickle", action="store_true", help="also read official trainer files (allowlist unpickler)")
+
+
+def _engine(args: argparse.Namespace):
+    """The tracking engine the node builds, from these flags (the node's parameter names)."""
+    from ckd_ros.engine import EngineConfig, TrackingEngine, all_cores
+
+    config = EngineConfig(
+        checkpoint=args.checkpoint or "",
+        model_variant=args.variant or "",
+        ce_mode=args.ce_mode or "",
+        device=args.device,
+        precision=args.precision,
+        stack_branches=args.stack_branches,
+        cuda_graphs=args.cuda_graphs,
+        cpu_threads=args.cpu_threads or all_cores(),  # no ROS executor to leave a core for
+        trust_pickle=args.trust_pickle,
+        allow_cpu_fallback=False,  # offline: a CUDA failure is reported, not hidden by a slower run
+    )
+    return TrackingEngine(config, log=lambda line: print(line, file=sys.stderr))
 
 
 def _load_model(args: argparse.Namespace):
@@ -136,7 +162,6 @@ def _track(args: argparse.Namespace) -> int:
     folder; a failure while tracking removes what this run created (a new folder, the video)."""
     from ckd_ros.data.frames import FrameSource
     from ckd_ros.preprocess import Aligner
-    from ckd_ros.tracker import CKDTracker
     from ckd_ros.tracker.tracker import check_box
 
     rgb_src, tir_src = FrameSource(args.rgb), FrameSource(args.tir)
@@ -151,8 +176,8 @@ def _track(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise InputError(f"--init: {exc} (the first frame of {args.rgb})") from None
     tir_src.first()  # a thermal video that decodes nothing fails here, not after the model loads
-    model = _load_model(args)
-    tracker = CKDTracker(model, precision=args.precision)
+    tracker = _engine(args)
+    model = tracker.tracker.model
     align = Aligner(args.align)
     out = Path(args.out)
     partial = out / "track.partial.mp4"  # renamed to track.mp4 when complete
@@ -199,6 +224,8 @@ def _track_into(args, out: Path, partial: Path, rgb_src, tir_src, tracker, align
 
 
 def _add_track(sub: argparse._SubParsersAction) -> None:
+    from ckd_ros.preprocess.align import UNCALIBRATED_MODES
+
     p = sub.add_parser(
         "track",
         help="track one recorded RGB-T sequence (folders of images or videos)",
@@ -209,27 +236,36 @@ def _add_track(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tir", required=True, help="folder of thermal frames or a video, registered to RGB")
     p.add_argument("--init", required=True, type=_parse_box, help="initial box x,y,w,h in RGB pixels")
     p.add_argument("--out", default="out/track", help="output folder (default: out/track)")
-    p.add_argument("--align", default="none", choices=["none", "resize"], help="thermal registration")
+    p.add_argument("--align", default="none", choices=UNCALIBRATED_MODES, help="thermal registration")
     p.add_argument("--no-video", action="store_true", help="skip the annotated video")
     _add_model_args(p)
     p.set_defaults(func=_track)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ckd_ros.train import Trainer, load_train_config, make_sources
+    """Config, output folder, data on disk and the init checkpoint are all checked (one line, exit 2)
+    before the first step; under torchrun only rank 0 prints."""
+    from ckd_ros.train import build_trainer, load_train_config
 
     cfg = load_train_config(args.config, args.set or [])
     if args.out:
         cfg.out_dir = args.out
-    output_dir(cfg.out_dir, "training output folder")  # before data and model are built
-    sources, count = make_sources(cfg)
-    trainer = Trainer(cfg, sources, count)
-    print(
-        f"stage {cfg.stage} ({cfg.name}): {cfg.steps} steps x batch {cfg.batch_size} on {trainer.device}, "
-        f"model {cfg.model}, out {cfg.out_dir}"
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if main_rank:
+        output_dir(cfg.out_dir, "training output folder")  # before data and model are built
+    say = print if main_rank else (lambda *_a, **_k: None)
+    trainer = build_trainer(cfg, progress=_progress(), log=say)
+    say(
+        f"stage {cfg.stage} ({cfg.name}): {cfg.steps} steps x batch {cfg.batch_size} x {trainer.world} rank(s) on "
+        f"{trainer.device}, model {cfg.model}, data {cfg.data.kind}, out {cfg.out_dir}"
     )
-    final = trainer.run()
-    print(f"wrote {final} (inference model) and {Path(cfg.out_dir) / 'last.pt'} (training state)")
+    from ckd_ros.train.trainer import teardown_distributed
+
+    try:
+        final = trainer.run()
+    finally:
+        teardown_distributed()
+    say(f"wrote {final} (inference model) and {Path(cfg.out_dir) / 'last.pt'} (training state)")
     return 0
 
 
@@ -260,20 +296,16 @@ def tracker_factory(args: argparse.Namespace):
     if kind.startswith("mil-"):
         return lambda: OpenCVTracker(kind.removeprefix("mil-"))
     if kind.startswith("teacher-"):
-        from ckd_ros.model import ModelConfig
         from ckd_ros.runtime import resolve_device
-        from ckd_ros.train import CKDTrainingNet, read_training_state
-        from ckd_ros.train.network import TeacherNet
+        from ckd_ros.train import load_teacher
 
         if not args.checkpoint:
             raise ConfigError(f"--tracker {kind} needs --checkpoint OUT/last.pt of a training run")
-        state = read_training_state(args.checkpoint)
-        net = CKDTrainingNet(ModelConfig.from_dict(state["model_config"]))
-        net.load_state_dict(state["state_dict"])
-        teacher = TeacherNet(net, kind.removeprefix("teacher-")).to(resolve_device(args.device)).eval()
-        return lambda: CKDTracker(teacher, precision=args.precision)
-    model = _load_model(args)
-    return lambda: CKDTracker(model, precision=args.precision)
+        teacher = load_teacher(args.checkpoint, kind.removeprefix("teacher-")).to(resolve_device(args.device)).eval()
+        precision = "fp32" if args.precision == "auto" else args.precision  # a baseline runs the reference arithmetic
+        return lambda: CKDTracker(teacher, precision=precision)
+    engine = _engine(args)
+    return lambda: engine  # initialize() starts each sequence afresh
 
 
 def _eval_run(args: argparse.Namespace) -> int:
@@ -364,10 +396,12 @@ def _make_suite(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from ckd_ros.data.datasets import DATASETS
+
     p = sub.add_parser("eval", help="benchmarks: run trackers, score result files, make the synthetic suite")
     esub = p.add_subparsers(dest="eval_command", required=True, metavar="ACTION")
     run = esub.add_parser("run", help="track every sequence of a dataset (resumable) and write result files")
-    run.add_argument("--dataset", required=True, help="lasher, rgbt234, rgbt210, gtot, vtuav or synthetic")
+    run.add_argument("--dataset", required=True, help=f"{', '.join(DATASETS)} or synthetic")
     run.add_argument("--root", required=True, help="the dataset folder in its own layout")
     run.add_argument("--out", required=True, help="result folder: <sequence>.txt and <sequence>_time.txt")
     run.add_argument("--sequences", nargs="+", help="only these sequences")
@@ -403,9 +437,16 @@ def _check_length(length: int | None) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo graph stays on this machine
+    if args.transport_profile:  # before rclpy.init: Fast DDS reads the profile once, at the first participant
+        from ckd_ros.ros.transport import describe_environment, transport_environment
+
+        os.environ.update(transport_environment(args.transport_profile))
+        print(describe_environment())
     if args.bag:
+        from ckd_ros.demo import QOS_NOTE
         from ckd_ros.ros.replay import replay
 
+        print(QOS_NOTE)
         report = replay(
             args.bag,
             args.checkpoint,
@@ -456,9 +497,15 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="send the next pair only after the previous detection "
         "(every frame processed; use it for slow models, e.g. ViT-B on a CPU)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS))
     p.add_argument("--no-video", action="store_true")
+    p.add_argument(
+        "--transport-profile",
+        default="",
+        metavar="NAME|XML",
+        help="Fast DDS profile for this process and its children: large_images (shipped) or a path",
+    )
     p.set_defaults(func=_demo)
 
 
@@ -478,12 +525,15 @@ def _check_params_file(path: str) -> None:
 
 def _launch(args: argparse.Namespace) -> int:
     from ckd_ros.ros.launcher import node_command, run
+    from ckd_ros.ros.transport import describe_environment, transport_environment
 
     if args.params_file:
         _check_params_file(args.params_file)
     cmd = node_command(args.params_file, args.rgb_topic, args.thermal_topic, args.param or [], args.namespace)
+    env = transport_environment(args.transport_profile)  # a bad profile: one line, exit 2, nothing started
+    print(describe_environment({**os.environ, **env}), flush=True)
     print("starting: " + " ".join(cmd), flush=True)
-    return run(cmd)
+    return run(cmd, env)
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
@@ -498,6 +548,13 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thermal-topic", default="thermal/image")
     p.add_argument("--namespace", default="")
     p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="parameter override (repeatable)")
+    p.add_argument(
+        "--transport-profile",
+        default="",
+        metavar="NAME|XML",
+        help="Fast DDS profile for the node process: large_images (shipped: shared memory for large best-effort "
+        "images) or a path (default: the one FASTRTPS_DEFAULT_PROFILES_FILE names, if any; README 'Large images over DDS')",
+    )
     p.set_defaults(func=_launch)
 
 
@@ -538,6 +595,17 @@ def _bag_from_dataset(args: argparse.Namespace) -> int:
             seq, out / seq.name, args.rate, args.storage, _topics(args), progress=_progress(), compressed=args.compressed
         )
     print(f"{len(seqs)} bags under {out}")
+    return 0
+
+
+def _bag_export(args: argparse.Namespace) -> int:
+    """A recorded bag → a training sequence folder (``data.kind: folder``)."""
+    from ckd_ros.ros.bags import export_bag
+
+    report = export_bag(args.bag, args.out, _topics(args), args.slop, progress=_progress())
+    note = "" if report.boxes else "; the bag has no ground truth: annotate groundtruth.txt (x,y,w,h per frame) to train on it"
+    skipped = f", {report.skipped} pairs that did not decode left out" if report.skipped else ""
+    print(f"wrote {report.out}: {report.frames} frame pairs, {report.boxes} with a box{skipped}{note}")
     return 0
 
 
@@ -611,6 +679,17 @@ def _add_bag(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--out", help="write the boxes as a result file here")
     topic_args(rp)
     rp.set_defaults(func=_bag_replay)
+    ex = bsub.add_parser(
+        "export",
+        help="a recorded bag → a training sequence folder (rgb/, thermal/, groundtruth.txt)",
+        description="Write the bag's RGB/thermal pairs (raw or compressed, paired by stamp) as PNGs and its "
+        "Detection2D ground truth as groundtruth.txt (NaN rows where none): train on it with data.kind=folder.",
+    )
+    ex.add_argument("bag")
+    ex.add_argument("out", help="the sequence folder to create")
+    ex.add_argument("--slop", type=float, default=0.02, help="seconds between paired stamps (default 0.02)")
+    topic_args(ex)
+    ex.set_defaults(func=_bag_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

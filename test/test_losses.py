@@ -1,4 +1,4 @@
-"""CKD losses against hand-computed values (spec §4.5)."""
+"""CKD losses against hand-computed values (docs/training.md, Losses)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,20 @@ def test_gaussian_heatmap_truncates_at_the_border():
     assert hm[1, 1].item() == 1.0
     assert hm[0, 0].item() > 0 and hm[3, 3].item() > 0 and hm[4, 1].item() == 0.0
     assert (hm > 0).sum().item() == 16  # the 5x5 window minus its cut-off first row and column
+
+
+def test_gaussian_heatmap_centre_rounded_onto_column_or_row_16_keeps_its_tail():
+    # box (12, 4, 8, 8) in feature units: centre (16, 8), one column past the map; radius 2. The
+    # official draw_gaussian slices columns [16 − 2, 16) of the map and [0, 2) of the 5x5 window:
+    # the tail at dx = −2, −1 stays, and no cell reaches 1 (spec §4.5 "truncated at the borders").
+    g = lambda dx, dy: math.exp(-(dx * dx + dy * dy) / (2 * (5 / 6) ** 2))  # noqa: E731
+    hm = gaussian_heatmap(torch.tensor([[0.75, 0.25, 0.5, 0.5]]), 16)[0, 0]
+    assert hm[8, 15].item() == pytest.approx(g(-1, 0), rel=1e-5) and hm[8, 14].item() == pytest.approx(g(-2, 0), rel=1e-5)
+    assert hm[6, 15].item() == pytest.approx(g(-1, -2), rel=1e-5) and hm[10, 14].item() == pytest.approx(g(-2, 2), rel=1e-5)
+    assert (hm > 0).sum().item() == 10 and hm[:, :14].abs().sum() == 0 and hm.max().item() < 1
+    # the same on row 16, and a window entirely off the map (centre 19 > 16 + 2) writes nothing
+    assert torch.equal(gaussian_heatmap(torch.tensor([[0.25, 0.75, 0.5, 0.5]]), 16)[0, 0], hm.T)
+    assert gaussian_heatmap(torch.tensor([[0.94, 0.25, 0.5, 0.5]]), 16).abs().sum() == 0
 
 
 def test_focal_loss_hand_computed():

@@ -17,9 +17,8 @@ from ckd_ros.train import (
     CKDTrainingNet,
     LossConfig,
     TrainConfig,
-    Trainer,
+    build_trainer,
     load_train_config,
-    make_sources,
     param_groups,
 )
 
@@ -67,12 +66,11 @@ def test_tiny_training_model_layout():
 @pytest.mark.parametrize("stage", [0, 1, 2])
 def test_one_step_lowers_the_loss_on_a_fixed_batch(tmp_path, stage):
     cfg = tiny_config(tmp_path)
-    src, n = make_sources(cfg)
-    trainer = Trainer(cfg, src, n, progress=False)
+    trainer = build_trainer(cfg, progress=False)
     net = trainer.net
     actor = CKDActor(net, LossConfig(), stage)
     opt = torch.optim.AdamW(param_groups(net, {"head": 1e-3, "branch": 1e-3, "teacher": 1e-3}, 0.0))
-    batch = trainer.sampler.batch(0, 4)
+    batch = trainer.data.sampler.batch(0, 4)
 
     def loss() -> float:
         torch.manual_seed(0)
@@ -87,11 +85,11 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(tmp_path, stage):
 
 
 def test_resume_reproduces_the_same_next_step(tmp_path):
-    straight = Trainer(tiny_config(tmp_path / "a"), *make_sources(tiny_config(tmp_path / "a")), progress=False)
+    straight = build_trainer(tiny_config(tmp_path / "a"), progress=False)
     straight.run()
-    first = Trainer(tiny_config(tmp_path / "b", steps=1), *make_sources(tiny_config(tmp_path / "b")), progress=False)
+    first = build_trainer(tiny_config(tmp_path / "b", steps=1), progress=False)
     first.run()
-    resumed = Trainer(tiny_config(tmp_path / "b", steps=2), *make_sources(tiny_config(tmp_path / "b")), progress=False)
+    resumed = build_trainer(tiny_config(tmp_path / "b", steps=2), progress=False)
     assert resumed.step == 1
     resumed.run()
     a, b = params(straight.net), params(resumed.net)
@@ -102,19 +100,19 @@ def test_resume_reproduces_the_same_next_step(tmp_path):
 
 def test_stage_chain_and_stage2_trains_only_the_head(tmp_path):
     s0 = tiny_config(tmp_path / "s0")
-    Trainer(s0, *make_sources(s0), progress=False).run()
+    build_trainer(s0, progress=False).run()
     s1 = tiny_config(
         tmp_path / "s1",
         stage=1,
         init=str(tmp_path / "s0" / "run" / "last.pt"),
         lr={"head": 1e-3, "branch": 1e-3, "teacher": 1e-3},
     )
-    t1 = Trainer(s1, *make_sources(s1), progress=False)
+    t1 = build_trainer(s1, progress=False)
     # students start as copies of their teachers
     assert torch.equal(t1.net.rgb_branch.blocks[0].attn.qkv.weight, t1.net.teacher_rgb.blocks[0].attn.qkv.weight)
     t1.run()
     s2 = tiny_config(tmp_path / "s2", stage=2, init=str(tmp_path / "s1" / "run" / "last.pt"), lr={"head": 1e-3})
-    t2 = Trainer(s2, *make_sources(s2), progress=False)
+    t2 = build_trainer(s2, progress=False)
     before = params(t2.net)
     t2.run()
     after = params(t2.net)

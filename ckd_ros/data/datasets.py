@@ -1,4 +1,4 @@
-"""Readers for the RGBT benchmarks in their own folder layouts (spec §5.2).
+"""Readers for the RGBT benchmarks in their own folder layouts (docs/metrics.md, Dataset layouts).
 
 Each reader lists sequences with their frame folders, the initial box and the ground truth used by
 the metric (one array, or one per modality). Ground-truth files are read strictly: a malformed line
@@ -7,18 +7,15 @@ names the file and the line. The synthetic suite is written in the LasHeR layout
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ckd_ros.data.files import read_text
+from ckd_ros.data.files import number_rows, read_text
 from ckd_ros.data.frames import list_images, read_rgb
 from ckd_ros.errors import InputError
-
-DATASETS = ("lasher", "rgbt234", "rgbt210", "gtot", "vtuav")
 
 
 def read_boxes(path: Path, ltrb: bool = False, allow_nan: bool = False) -> np.ndarray:
@@ -30,15 +27,7 @@ def read_boxes(path: Path, ltrb: bool = False, allow_nan: bool = False) -> np.nd
     annotation tool writes one, and it would reach the tracker as an impossible init box.
     """
     rows = []
-    for n, line in enumerate(read_text(path, "ground-truth file").splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        parts = [p for p in re.split(r"[,\s]+", line) if p]
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise InputError(f"{path}:{n}: not numbers: {line!r}") from None
+    for n, line, values in number_rows(path, "ground-truth file"):
         if len(values) == 8:
             xs, ys = values[0::2], values[1::2]
             values = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
@@ -85,6 +74,24 @@ class Sequence:
         for a, b in zip(rgb, tir):
             yield read_rgb(a), read_rgb(b)
 
+    @property
+    def boxes(self) -> np.ndarray:
+        """(frames, 4) x, y, w, h per frame, w or h ≤ 0 where the target is absent: what training's
+        pair sampler reads. The aligned GT, else the visible one (the boxes are in RGB pixels); sparse
+        rows (VTUAV) are spread to their frames and the frames between them count as absent."""
+        gt = self.gt.get("aligned", self.gt.get("visible"))
+        if self.gt_frames is None:
+            return gt
+        full = np.zeros((len(self), 4))
+        inside = self.gt_frames < len(full)
+        full[self.gt_frames[inside]] = gt[inside]
+        return full
+
+    def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``i`` of both cameras, decoded alone (training reads two frames of a sequence at a time)."""
+        rgb, tir = self.files()
+        return read_rgb(rgb[i]), read_rgb(tir[i])
+
 
 def _seq_dirs(root: Path, names: list[str] | None) -> list[Path]:
     if not root.is_dir():
@@ -109,6 +116,27 @@ def _init(boxes: np.ndarray) -> tuple[float, float, float, float]:
 def _labels(d: Path) -> np.ndarray | None:
     f = d / "scenario.txt"
     return np.array(read_text(f, "scenario label file").split()) if f.is_file() else None
+
+
+FOLDER_THERMAL_DIRS = ("thermal", "infrared")
+
+
+def read_folder(root: Path, names: list[str] | None = None) -> list[Sequence]:
+    """A user's own recordings (what ``ckd-ros bag export`` writes): one folder per sequence with
+    rgb/, thermal/ (or infrared/) and groundtruth.txt, x,y,w,h per frame, rows of 0 or NaN where the
+    target is absent. ``root`` may also be one such sequence folder."""
+    root = Path(root)
+    if (root / "rgb").is_dir() and names is None:
+        dirs = [root]
+    else:
+        dirs = _seq_dirs(root, names)
+    out = []
+    for d in dirs:
+        tir = next((d / t for t in FOLDER_THERMAL_DIRS if (d / t).is_dir()), d / FOLDER_THERMAL_DIRS[0])
+        gt = read_boxes(d / "groundtruth.txt", allow_nan=True)
+        first = next((i for i, b in enumerate(gt) if b[2] > 0 and b[3] > 0), 0)
+        out.append(Sequence(d.name, d / "rgb", tir, _init(gt[first:]), {"aligned": gt}, (d / "groundtruth.txt",)))
+    return out
 
 
 def read_lasher(root: Path, names: list[str] | None = None) -> list[Sequence]:
@@ -160,7 +188,7 @@ def read_vtuav(root: Path, names: list[str] | None = None) -> list[Sequence]:
     """VTUAV short-term test: test_ST/test_ST/<seq>/rgb, ir, rgb.txt (sparse: one row every k frames).
 
     Rows are mapped to frames 0, k, 2k… with k = round(frames / rows); NaN rows mark absence. This
-    protocol is ours (spec §5.3: no official metric code exists) and is documented as such.
+    protocol is ours (docs/metrics.md: no official metric code exists) and is documented as such.
     """
     base = root / "test_ST" / "test_ST" if (root / "test_ST" / "test_ST").is_dir() else root
     out = []
@@ -175,12 +203,19 @@ def read_vtuav(root: Path, names: list[str] | None = None) -> list[Sequence]:
 
 
 READERS = {"lasher": read_lasher, "rgbt234": read_rgbt234, "rgbt210": read_rgbt210, "gtot": read_gtot, "vtuav": read_vtuav}
+# The benchmark names the CLI's help and error lines offer: a new reader is one READERS entry.
+DATASETS = tuple(READERS)
+
+
+def dataset_key(name: str) -> str:
+    """The READERS key (and scoring protocol) a user's spelling means: case, '-' and '_' do not
+    count, and the synthetic suite is written in the LasHeR layout, so it reads and scores as LasHeR."""
+    key = name.lower().replace("_", "").replace("-", "")
+    return "lasher" if key in ("synthetic", "synth") else key
 
 
 def read_dataset(name: str, root: str | Path, sequences: list[str] | None = None) -> list[Sequence]:
-    key = name.lower().replace("_", "").replace("-", "")
-    if key in ("synthetic", "synth"):
-        key = "lasher"
+    key = dataset_key(name)
     if key not in READERS:
         raise InputError(f"unknown dataset {name!r}; one of {', '.join(DATASETS)} (or 'synthetic')")
     return READERS[key](Path(root), sequences)

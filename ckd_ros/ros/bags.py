@@ -23,6 +23,7 @@ import numpy as np
 from ckd_ros.data.datasets import Sequence
 from ckd_ros.data.files import output_dir, removed_on_error
 from ckd_ros.errors import ConfigError, InputError
+from ckd_ros.ros.bbox import bbox_box, box_center
 
 VISION_MSGS = (
     "Point2D",
@@ -114,9 +115,9 @@ def _compressed(store, arr: np.ndarray, encoding: str, codec: str, t_ns: int, fr
 
 def _detection(store, box: np.ndarray, t_ns: int, frame_id: str):
     T = store.types
-    x, y, w, h = (float(v) for v in box)
+    cx, cy, w, h = box_center(box)
     bbox = T["vision_msgs/msg/BoundingBox2D"](
-        center=T["vision_msgs/msg/Pose2D"](position=T["vision_msgs/msg/Point2D"](x=x + w / 2, y=y + h / 2), theta=0.0),
+        center=T["vision_msgs/msg/Pose2D"](position=T["vision_msgs/msg/Point2D"](x=cx, y=cy), theta=0.0),
         size_x=w,
         size_y=h,
     )
@@ -229,13 +230,7 @@ def read_bag(path: str | Path, topics: Topics) -> BagFrames:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
                 stamp = _ns(msg.header.stamp)
                 if conn.topic == topics.gt:
-                    b = msg.bbox
-                    gt[stamp] = (
-                        b.center.position.x - b.size_x / 2,
-                        b.center.position.y - b.size_y / 2,
-                        b.size_x,
-                        b.size_y,
-                    )
+                    gt[stamp] = bbox_box(msg.bbox)
                 elif conn.topic == rgb_topic:
                     rgb.append((stamp, bytes(raw)))
                     sizes[stamp] = _declared_size(msg, rgb_kind)
@@ -288,3 +283,83 @@ def pairs_by_stamp(frames: BagFrames, slop_ns: int) -> Iterator[tuple[int, bytes
         k = int(np.argmin(np.abs(stamps - s)))
         if abs(int(stamps[k]) - s) <= slop_ns:
             yield s, raw, frames.thermal[k][1]
+
+
+def _bag_frame(store, raw: bytes, kind: str, thermal: bool, agc) -> np.ndarray:
+    """One frame of a bag as HxWx3 uint8 RGB: an Image's buffer or a CompressedImage decoded; a
+    16-bit thermal camera through the node's AGC, so the export is what the node would have seen."""
+    from ckd_ros.preprocess import decode, thermal_to_rgb8, to_rgb8
+    from ckd_ros.preprocess.compressed import decode_compressed
+    from ckd_ros.preprocess.encodings import ENCODINGS
+
+    msg = store.deserialize_cdr(raw, kind)
+    if kind == COMPRESSED:
+        image, encoding = decode_compressed(np.asarray(msg.data, np.uint8), msg.format)
+        enc = ENCODINGS[encoding]
+        image = image.reshape(image.shape[0], image.shape[1], -1)
+    else:
+        image, enc = decode(np.asarray(msg.data, np.uint8), msg.height, msg.width, msg.encoding, msg.step, bool(msg.is_bigendian))
+    if thermal or image.dtype != np.uint8:
+        return thermal_to_rgb8(image, enc, agc)
+    return to_rgb8(image, enc)
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    frames: int
+    boxes: int  # frames with a ground-truth box
+    skipped: int  # pairs whose images did not decode (left out with their box)
+
+
+def export_bag(
+    bag: str | Path, out: str | Path, topics: Topics = DEFAULT_TOPICS, slop: float = 0.02, progress: bool = False
+) -> ExportReport:
+    """A recorded bag → the ``folder`` training layout: ``rgb/NNNNNN.png``, ``thermal/NNNNNN.png``
+    (8-bit; 16-bit thermal through the node's default AGC) and ``groundtruth.txt`` with the
+    Detection2D box of each RGB stamp (within ``slop`` s), ``NaN,NaN,NaN,NaN`` where there is none.
+    RGB and thermal are paired by nearest stamp as the node's synchroniser does, and written in their
+    own sizes: training registers them (``data.align``) as the node does. PNG, so a compressed
+    recording is not compressed twice. A pair that does not decode is left out and counted."""
+    import cv2
+    from tqdm import tqdm
+
+    from ckd_ros.preprocess.thermal import ThermalAGC
+
+    frames = read_bag(bag, topics)
+    pairs = list(pairs_by_stamp(frames, int(slop * 1e9)))
+    if not pairs:
+        raise InputError(f"{bag}: no RGB/thermal pairs within {slop} s on {frames.topics[0]} and {frames.topics[1]}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: already exists (the export writes a new folder)")
+    store = typestore()
+    kinds = [COMPRESSED if t == "compressed" else IMAGE for t in frames.transports]
+    gt_stamps = np.array(sorted(frames.gt), dtype=np.int64)
+    agc = ThermalAGC()
+    rows, skipped = [], 0
+    with removed_on_error(out):
+        rgb_dir, tir_dir = output_dir(out / "rgb", "RGB image folder"), output_dir(out / "thermal", "thermal image folder")
+        for stamp, raw_rgb, raw_tir in tqdm(pairs, desc=Path(bag).name, unit="pair", disable=not progress):
+            try:
+                rgb = _bag_frame(store, raw_rgb, kinds[0], False, agc)
+                tir = _bag_frame(store, raw_tir, kinds[1], True, agc)
+            except InputError:
+                skipped += 1
+                continue
+            name = f"{len(rows):06d}.png"
+            if not (
+                cv2.imwrite(str(rgb_dir / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                and cv2.imwrite(str(tir_dir / name), tir[:, :, 0])
+            ):
+                raise InputError(f"{out}: cannot write {name}")
+            box = None
+            if len(gt_stamps):
+                k = int(np.argmin(np.abs(gt_stamps - stamp)))
+                if abs(int(gt_stamps[k]) - stamp) <= slop * 1e9:
+                    box = frames.gt[int(gt_stamps[k])]
+            rows.append("NaN,NaN,NaN,NaN" if box is None else ",".join(f"{v:.2f}" for v in box))
+        if not rows:
+            raise InputError(f"{bag}: none of {len(pairs)} RGB/thermal pairs decodes")
+        (out / "groundtruth.txt").write_text("\n".join(rows) + "\n")
+    return ExportReport(out, len(rows), sum(not r.startswith("NaN") for r in rows), skipped)

@@ -8,13 +8,18 @@
 * stage 2 — MCE on, backbones frozen, the fused head fine-tuned on tracking loss. The teachers
   are not run: with frozen backbones their losses cannot change the students or the fused head
   (the official code computes them anyway), so skipping them changes nothing but the time.
+
+The actor is an ``nn.Module`` holding the net: the generic trainer wraps *it* in DDP, so the forward
+that produces the loss goes through DDP and the gradients are averaged across ranks (calling the
+net's own methods past a DDP wrapper would silently skip the all-reduce).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from ckd_ros.train.losses import content_loss, style_loss, tracking_loss
 from ckd_ros.train.network import CKDTrainingNet
@@ -32,8 +37,12 @@ class LossConfig:
     teacher_tracking: bool = True  # stage 1: also train the teachers on their own heads
 
 
-class CKDActor:
+class CKDActor(nn.Module):
+    # the statistics worth watching on the progress bar (the trainer shows what it is told)
+    progress_keys = ("loss", "iou", "style", "content", "t_rgb_iou", "t_tir_iou")
+
     def __init__(self, net: CKDTrainingNet, loss: LossConfig, stage: int) -> None:
+        super().__init__()
         if stage not in (0, 1, 2):
             raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
         self.net, self.loss, self.stage = net, loss, stage
@@ -41,7 +50,7 @@ class CKDActor:
     def _trk(self, out: dict[str, Tensor], gt: Tensor) -> tuple[Tensor, dict[str, float]]:
         return tracking_loss(out, gt, self.loss.giou, self.loss.l1, self.loss.focal)
 
-    def __call__(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         net, cfg = self.net, self.loss
         z_rgb, z_tir, x_rgb, x_tir = (batch[k] for k in ("template_rgb", "template_tir", "search_rgb", "search_tir"))
         gt = batch["search_anno"]
@@ -82,4 +91,6 @@ class CKDActor:
                 total = total + cfg.content * c
                 stats["content"] = float(c.detach())
         stats["loss"] = float(total.detach())
+        if "bad_frames" in batch:  # frames the loader could not decode (their sequence was dropped)
+            stats["bad_frames"] = float(torch.as_tensor(batch["bad_frames"]).sum())
         return total, stats

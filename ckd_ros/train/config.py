@@ -18,11 +18,22 @@ from ckd_ros.train.sampler import SamplerConfig
 
 @dataclass
 class DataConfig:
-    kind: str = "synthetic"  # "synthetic" (the generated world) or a dataset name with ``root``
+    kind: str = "synthetic"  # synthetic | lasher | rgbt234 | rgbt210 | gtot | vtuav | folder (with ``root``)
     root: str | None = None
     num_sequences: int = 256  # synthetic: training seeds 0..n-1 (the test suite uses 10000+)
     length: int = 150
     focus: str = "none"  # synthetic: "cycle" gives each sequence a gap-scenario focus, as the test suite
+    sequences: list[str] | None = None  # datasets: only these sequence names (default: all, or the root's list file)
+    align: str = "resize"  # thermal onto RGB pixels before cropping: none | resize | homography (as the node)
+    homography: list[float] | None = None  # align=homography: row-major 3x3 TIR→RGB
+    num_workers: int = 2  # DataLoader worker processes that decode frames and build pairs (0: in the loop)
+
+    def __post_init__(self) -> None:
+        from ckd_ros.preprocess.align import Aligner
+
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be ≥ 0, got {self.num_workers}")
+        Aligner(self.align, self.homography)  # a bad mode or matrix: one line now, not in a worker
 
 
 @dataclass
@@ -30,7 +41,8 @@ class TrainConfig:
     name: str = "run"
     stage: int = 1
     model: str = "ckd_small"
-    init: str | None = None  # checkpoint of the previous stage (training file of ours)
+    init: str | None = None  # previous stage's last.pt, or real weights: a CKD model / a ViT tracker (backbone.*)
+    trust_pickle: bool = False  # init: also read official trainer files (the allowlist unpickler, as `convert`)
     steps: int = 1000
     batch_size: int = 16
     lr: dict[str, float] = field(
@@ -43,6 +55,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint_every: int = 500
     log_every: int = 10
+    tensorboard: bool = True  # also write OUT/tensorboard scalars (needs the tensorboard package)
     out_dir: str = "out/train"
     seed: int = 42
     device: str = "auto"

@@ -71,19 +71,26 @@ def _gaussian_kernel(radius: int) -> np.ndarray:
 
 
 def gaussian_heatmap(boxes: Tensor, feat_size: int = 16) -> Tensor:
-    """CenterNet label: normalised (B, 4) x, y, w, h → (B, 1, F, F), peak 1 at the rounded centre."""
+    """CenterNet label: normalised (B, 4) x, y, w, h → (B, 1, F, F), peak 1 at the rounded centre.
+
+    The (2r+1)² Gaussian window is written where it overlaps the map, truncated at the borders, also
+    when the rounded centre itself lies outside (a centre at x = 0.99·16 rounds to column 16): the
+    official ``draw_gaussian`` then writes the window's tail that stays inside and the map has no
+    cell equal to 1 (the focal loss falls back to its negative term). Its slicing arithmetic is the
+    intersection of the window with the map, which is what is computed here.
+    """
     out = np.zeros((boxes.shape[0], 1, feat_size, feat_size), np.float32)
     fb = (boxes.detach().float().cpu() * feat_size).numpy()
     centres = torch.from_numpy(fb[:, :2] + fb[:, 2:] / 2).round().int().numpy()  # torch.round: half to even
     for i, ((_, _, w, h), (cx, cy)) in enumerate(zip(fb, centres)):
-        if not (0 <= cx < feat_size and 0 <= cy < feat_size):
-            continue  # centre outside the map: no positive cell (the sampler rejects such crops)
         r = int(max(0, _gaussian_radius(float(w), float(h))))
+        x0, x1 = max(0, cx - r), min(feat_size, cx + r + 1)  # the window's columns inside the map
+        y0, y1 = max(0, cy - r), min(feat_size, cy + r + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue  # the whole window is outside
         g = _gaussian_kernel(r)
-        left, right = min(cx, r), min(feat_size - cx, r + 1)
-        top, bottom = min(cy, r), min(feat_size - cy, r + 1)
-        region = out[i, 0, cy - top : cy + bottom, cx - left : cx + right]
-        np.maximum(region, g[r - top : r + bottom, r - left : r + right], out=region)
+        region = out[i, 0, y0:y1, x0:x1]
+        np.maximum(region, g[y0 - cy + r : y1 - cy + r, x0 - cx + r : x1 - cx + r], out=region)
     return torch.from_numpy(out).to(boxes.device)
 
 

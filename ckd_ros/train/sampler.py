@@ -5,8 +5,14 @@ target) and ``frame(i)`` → (rgb, tir) uint8 HxWx3: the synthetic world, or a d
 source may also have ``template_ok`` ((L,) bool): templates are then drawn only from those frames,
 as at tracking time, where the template is the clean first frame (the synthetic world marks its
 ``normal`` frames; dataset readers have no such mark and sample templates as the official code).
-Every sample is drawn from a generator seeded by (seed, rank, step, index), so a batch depends
-only on its step number: resuming reproduces the same next batch.
+Sample number k is drawn from a generator seeded by (seed, k) alone, and batch ``step`` of rank r
+in a world of W ranks holds samples [(step·W + r)·B, (step·W + r + 1)·B): a batch depends only on
+its step number (resuming reproduces the same next batch), ranks never draw the same pair (the
+split ``DistributedSampler`` makes), and a DataLoader worker can build any sample on its own.
+
+A frame that does not decode (a truncated jpg in a 300 000-frame dataset) must not end a run hours
+in: its sequence is dropped *in the process that met it*, the sample is redrawn, and the count
+travels with the sample (``bad_frames``) to the training log.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ckd_ros.errors import InputError
 from ckd_ros.tracker.geometry import crop_numpy, crop_window
 from ckd_ros.tracker.tracker import IMAGENET_MEAN, IMAGENET_STD
 
@@ -67,16 +74,19 @@ class PairSampler:
         num_sources: int,
         config: SamplerConfig,
         seed: int = 42,
-        rank: int = 0,
     ) -> None:
         self.get = sources if callable(sources) else sources.__getitem__
-        self.num_sources, self.cfg, self.seed, self.rank = num_sources, config, seed, rank
+        self.num_sources, self.cfg, self.seed = num_sources, config, seed
+        self.bad: set[int] = set()  # sources with a frame that did not decode, in this process
         self.mean = np.array(IMAGENET_MEAN, np.float32)
         self.std = np.array(IMAGENET_STD, np.float32)
 
-    def _pick(self, rng: np.random.Generator) -> tuple[PairSource, int, int]:
+    def _pick(self, rng: np.random.Generator) -> tuple[int, PairSource, int, int]:
         for _ in range(100):
-            src = self.get(int(rng.integers(self.num_sources)))
+            index = int(rng.integers(self.num_sources))
+            if index in self.bad:
+                continue
+            src = self.get(index)
             vis = np.flatnonzero(_visible(src.boxes))
             if len(src) < 20 or len(vis) <= 4:
                 continue
@@ -90,7 +100,7 @@ class PairSampler:
                 hi = min(len(src), t + self.cfg.max_interval + gap + 1)
                 cand = vis[(vis > t) & (vis < hi)]
                 if len(cand):
-                    return src, t, int(rng.choice(cand))
+                    return index, src, t, int(rng.choice(cand))
                 if hi >= len(src):
                     break
                 gap += 5
@@ -132,9 +142,15 @@ class PairSampler:
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         cfg = self.cfg
+        bad_frames = 0
         for _ in range(100):
-            src, t, s = self._pick(rng)
-            frames = [src.frame(t), src.frame(s)]
+            index, src, t, s = self._pick(rng)
+            try:
+                frames = [src.frame(t), src.frame(s)]
+            except InputError:
+                self.bad.add(index)
+                bad_frames += 1
+                continue
             boxes = [np.asarray(src.boxes[t], np.float64), np.asarray(src.boxes[s], np.float64)]
             grey = rng.random() < cfg.grey_prob
             flip = rng.random() < cfg.flip_prob
@@ -164,16 +180,26 @@ class PairSampler:
                 "template_anno": z_label.astype(np.float32),
                 "search_anno": x_label.astype(np.float32),
                 "search_keep": keep,
+                "bad_frames": np.int64(bad_frames),
             }
         raise RuntimeError("could not draw a valid training pair in 100 tries")
 
-    def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
-        """Batch number ``step``: (B, 3, H, W) normalised crops, (B, 4) labels, (B, Ls) keep mask."""
-        samples = [self.sample(np.random.default_rng((self.seed, self.rank, step, i))) for i in range(size)]
-        out = {}
-        for key in samples[0]:
-            arr = np.stack([s[key] for s in samples])
-            if arr.ndim == 4:  # B, H, W, C → B, C, H, W
-                arr = arr.transpose(0, 3, 1, 2)
-            out[key] = torch.from_numpy(np.ascontiguousarray(arr))
-        return out
+    def sample_number(self, k: int) -> dict[str, np.ndarray]:
+        """Sample number ``k`` of the run: a function of (seed, k) only."""
+        return self.sample(np.random.default_rng((self.seed, k)))
+
+    def batch(self, step: int, size: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
+        """Batch number ``step`` of ``rank``: (B, 3, H, W) normalised crops, (B, 4) labels, (B, Ls) keep mask."""
+        first = (step * world + rank) * size
+        return collate([self.sample_number(first + i) for i in range(size)])
+
+
+def collate(samples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Stack samples into a batch; images HWC → CHW."""
+    out = {}
+    for key in samples[0]:
+        arr = np.stack([s[key] for s in samples])
+        if arr.ndim == 4:  # B, H, W, C → B, C, H, W
+            arr = arr.transpose(0, 3, 1, 2)
+        out[key] = torch.from_numpy(np.ascontiguousarray(arr))
+    return out

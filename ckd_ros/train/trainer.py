@@ -1,8 +1,13 @@
-"""The generic training loop: parameter groups, clipping, checkpoints, resume, logs, DDP.
+"""The generic training loop: clipping, checkpoints, resume, logs, DDP (as pytracking's
+``LTRTrainer(actor, loaders, optimizer, settings)``).
 
-It knows nothing about CKD's losses (the actor does). Batches are a pure function of the step
-number and the torch RNG is re-seeded per step, so a resumed run takes exactly the step it would
-have taken. Multi-GPU runs go through ``torchrun`` and PyTorch DDP.
+It is handed an actor (an ``nn.Module`` whose forward maps a batch to ``(loss, stats)``), the net
+whose weights are checkpointed, a loader (``loader(start_step)`` → batches) and an optimizer, and
+knows nothing of CKD: what the stages compute lives in the actor, how a run is assembled in
+``ckd_ros.train.build``. Batches are a pure function of the step number and the torch RNG is
+re-seeded per step, so a resumed run takes exactly the step it would have taken. Multi-GPU runs go
+through ``torchrun``: the actor is wrapped in DDP (gradients averaged), and only rank 0 writes
+checkpoints, logs and the progress bar.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +25,6 @@ import torch.distributed as dist
 from torch import nn
 
 from ckd_ros.errors import CheckpointError, ConfigError
-from ckd_ros.model import save_checkpoint
-from ckd_ros.runtime import resolve_device
-from ckd_ros.train.actor import CKDActor
-from ckd_ros.train.config import TrainConfig
-from ckd_ros.train.network import CKDTrainingNet
-from ckd_ros.train.sampler import PairSampler
 
 TRAIN_FORMAT = "ckd_ros/train/1"
 
@@ -46,12 +46,15 @@ def param_groups(net: nn.Module, lr: dict[str, float], weight_decay: float) -> l
     return [{"params": ps, "lr": lr[k], "weight_decay": weight_decay, "name": k} for k, ps in groups.items()]
 
 
-def save_training_state(path: Path, net: CKDTrainingNet, optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+def save_training_state(
+    path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, step: int, meta: dict[str, Any] | None = None
+) -> None:
+    """Weights, optimizer and step, plus whatever ``meta`` the run records (model and run config),
+    written to a temporary file and renamed: an interrupted write never leaves a torn last.pt."""
     payload = {
         "format": TRAIN_FORMAT,
         "step": step,
-        "model_config": net.cfg.to_dict(),
-        "train_config": cfg.to_dict(),
+        **(meta or {}),
         "state_dict": net.state_dict(),
         "optimizer": optimizer.state_dict(),
     }
@@ -75,105 +78,107 @@ def read_training_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _distributed() -> tuple[int, int]:
+def setup_distributed() -> tuple[int, int]:
+    """(rank, world size): under torchrun (WORLD_SIZE > 1) the process group is joined here (NCCL
+    on CUDA, gloo on CPU); a plain run is rank 0 of 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def teardown_distributed() -> None:
+    """Leave the process group (torchrun runs); nothing for a plain run."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@dataclass
+class TrainerSettings:
+    name: str = "run"
+    steps: int = 1000
+    grad_clip: float = 0.1
+    checkpoint_every: int = 500
+    log_every: int = 10
+    out_dir: str = "out/train"
+    seed: int = 42
+    progress_keys: tuple[str, ...] = ("loss",)  # statistics shown on the progress bar
+
+
 class Trainer:
     def __init__(
         self,
-        cfg: TrainConfig,
-        sources: Callable[[int], Any],
-        num_sources: int,
+        actor: nn.Module,
+        net: nn.Module,
+        loader: Callable[[int], Iterator[dict[str, torch.Tensor]]],
+        optimizer: torch.optim.Optimizer,
+        settings: TrainerSettings,
+        device: torch.device,
+        *,
+        meta: dict[str, Any] | None = None,
+        export: Callable[[Path], Path] | None = None,
+        hooks: list[Any] = (),
         progress: bool = True,
         log: Callable[[str], None] = print,
     ) -> None:
-        self.cfg, self.progress, self.log = cfg, progress, log
-        self.rank, self.world = _distributed()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        dev = resolve_device(cfg.device)
-        self.device = (
-            torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if dev.type == "cuda" and self.world > 1 else dev
-        )
-        self.out = Path(cfg.out_dir)
-        torch.manual_seed(cfg.seed)  # the initial weights are part of the recipe
-        self.net = CKDTrainingNet(cfg.model_config())
-        self._initialise()
-        self.net.to(self.device).train()
-        self.optimizer = torch.optim.AdamW(param_groups(self.net, cfg.lr, cfg.weight_decay))
+        """``net`` must already be on ``device`` with its starting weights; ``actor`` holds it.
+        ``meta`` goes into every training checkpoint; ``export(path)`` writes the final model (rank 0);
+        ``hooks`` get ``on_log(step, stats)`` and ``on_end(out_dir)`` calls on rank 0."""
+        self.actor, self.net, self.loader, self.optimizer, self.settings = actor, net, loader, optimizer, settings
+        self.device, self.meta, self.export, self.hooks = device, meta or {}, export, list(hooks)
+        self.progress, self.log = progress, log
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.out = Path(settings.out_dir)
         self.step = 0
         last = self.out / "last.pt"
-        if last.is_file():  # resume
+        if last.is_file():  # resume (every rank reads rank 0's file, so all continue from the same weights)
             state = read_training_state(last)
             self.net.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
-            self.log(f"resumed {last} at step {self.step}")
-        self.model = nn.parallel.DistributedDataParallel(self.net, find_unused_parameters=True) if self.world > 1 else self.net
-        self.actor = CKDActor(self.net if self.world == 1 else self.model.module, cfg.loss, cfg.stage)
-        self.sampler = PairSampler(sources, num_sources, cfg.sampler_config(), seed=cfg.seed, rank=self.rank)
+            if self.rank == 0:
+                self.log(f"resumed {last} at step {self.step}")
+        self.model = nn.parallel.DistributedDataParallel(actor, find_unused_parameters=True) if self.world > 1 else actor
 
-    def _initialise(self) -> None:
-        """Stage 1 starts students from stage-0 teachers; stage 2 continues a stage-1 model."""
-        if not self.cfg.init:
-            return
-        state = read_training_state(self.cfg.init)
-        missing, unexpected = self.net.load_state_dict(state["state_dict"], strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{self.cfg.init}: does not fit {self.cfg.model}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        if state["train_config"]["stage"] == 0 and self.cfg.stage == 1:
-            self.net.init_students_from_teachers()
+    def _sync_buffers(self) -> None:
+        """Every rank takes rank 0's buffers (BatchNorm running statistics): DDP averages gradients,
+        so parameters agree, but each rank updates its running statistics from its own batch and DDP
+        only re-broadcasts them at the next forward. Done at each checkpoint, so the weights every
+        rank holds are the ones rank 0 wrote, and a resumed run continues from exactly those."""
+        if self.world > 1:
+            for buf in self.net.buffers():
+                dist.broadcast(buf, 0)
 
-    def _batch(self, step: int) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in self.sampler.batch(step, self.cfg.batch_size).items()}
-
-    def train_step(self, step: int) -> dict[str, float]:
-        torch.manual_seed(self.cfg.seed * 1_000_003 + step * 7 + self.rank)  # drop path: a function of the step
-        batch = self._batch(step)
-        loss, stats = self.actor(batch)
+    def train_step(self, step: int, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        torch.manual_seed(self.settings.seed * 1_000_003 + step * 7 + self.rank)  # drop path: a function of the step
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        loss, stats = self.model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.grad_clip > 0:
-            stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip))
+        if self.settings.grad_clip > 0:
+            stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.grad_clip))
         self.optimizer.step()
         return stats
 
     def run(self) -> Path:
         from tqdm import tqdm
 
-        cfg = self.cfg
+        cfg = self.settings
         main = self.rank == 0
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.csv"
         writer, fh = None, None
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.step,
-            desc=f"stage {cfg.stage} {cfg.name}",
-            unit="step",
-            disable=not (self.progress and main),
-        )
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.name, unit="step", disable=not (self.progress and main))
         t0 = time.perf_counter()
+        batches = self.loader(self.step)
         try:
             while self.step < cfg.steps:
-                stats = self.train_step(self.step)
+                stats = self.train_step(self.step, next(batches))
                 self.step += 1
                 bar.update()
                 if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                    bar.set_postfix(
-                        {
-                            k: f"{v:.3f}"
-                            for k, v in stats.items()
-                            if k in ("loss", "iou", "style", "content", "t_rgb_iou", "t_tir_iou")
-                        }
-                    )
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k in cfg.progress_keys})
                     if writer is None:
                         new = not log_path.exists()
                         fh = open(log_path, "a", newline="")
@@ -182,17 +187,23 @@ class Trainer:
                             writer.writeheader()
                     writer.writerow({"step": self.step, "seconds": round(time.perf_counter() - t0, 2), **stats})
                     fh.flush()
-                if main and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
-                    save_training_state(self.out / "last.pt", self.net, self.optimizer, self.step, cfg)
+                    for hook in self.hooks:
+                        hook.on_log(self.step, stats)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self._sync_buffers()
+                    if main:
+                        save_training_state(self.out / "last.pt", self.net, self.optimizer, self.step, self.meta)
         finally:
             bar.close()
             if fh is not None:
                 fh.close()
+            del batches  # stops the loader's worker processes
         final = self.out / "model.pt"
         if main:
-            save_checkpoint(
-                self.net.to_inference(),
-                final,
-                extra={"trained_by": "ckd-ros train", "stage": cfg.stage, "steps": cfg.steps, "run": cfg.name},
-            )
+            if self.export is not None:
+                self.export(final)
+            for hook in self.hooks:
+                hook.on_end(self.out)
+        if self.world > 1:
+            dist.barrier()  # no rank leaves (and tears the group down) before rank 0 has written
         return final
