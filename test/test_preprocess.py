@@ -164,3 +164,19 @@ def test_8bit_thermal_passes_through_without_agc():
     rgb_data, rgb_step = encode(np.zeros((2, 2, 3), np.uint8), "rgb8")
     _, tir8 = pre(RawImage(rgb_data, 2, 2, "rgb8", rgb_step), RawImage(data, 2, 2, "mono8", step))
     assert tir8[:, :, 0].tolist() == [[10, 20], [30, 40]]  # not stretched to 0..255
+
+
+def test_rgb8_frames_are_views_of_the_message_buffer_not_copies():
+    """The executor hands the worker the message's own buffer (rclpy's array.array); an rgb8 frame
+    reaches the tracker without a copy (only grey thermal is widened to three channels)."""
+    import array
+
+    from ckd_ros.preprocess import FramePreprocessor, RawImage
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    buf = array.array("B", rgb.tobytes())
+    tir = array.array("B", rgb[:, :, 0].tobytes())
+    out_rgb, out_tir = FramePreprocessor()(RawImage(buf, 48, 64, "rgb8", 192), RawImage(tir, 48, 64, "mono8", 64))
+    assert np.shares_memory(out_rgb, np.frombuffer(buf, np.uint8)) and np.array_equal(out_rgb, rgb)
+    assert out_tir.shape == (48, 64, 3)
