@@ -652,3 +652,22 @@ def test_config_bounds_hold_for_every_constructor():
     with pytest.raises(ConfigError, match="embed_dim <int of more than 4300 digits> is out of range"):
         ModelConfig(embed_dim=10**5000)
     assert ModelConfig(embed_dim=96, num_heads=3, mlp_ratio=4).mlp_ratio == 4.0  # ints accepted as ratios
+
+
+def test_an_expanded_view_claiming_gigabytes_is_refused_before_any_full_size_work(tmp_path):
+    path = tmp_path / "expanded.pt"
+    torch.save({"rgb_branch.pos_embed": torch.zeros(1).expand(30000, 30000)}, path)  # 4 bytes stored
+    assert path.stat().st_size < 4096
+    with pytest.raises(CheckpointError, match=r"claims 3600000000 bytes over 4 stored"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("target", [b"ctorch\nTensor\n", b"ctorch\nUntypedStorage\n"])
+def test_rebuild_from_type_cannot_instantiate_a_class(target):
+    import io
+
+    from ckd_ros.model.checkpoint import _AllowlistUnpickler
+
+    data = b"ctorch._tensor\n_rebuild_from_type_v2\n(" + target + b"ctorch\nTensor\n(I3\nI4\nt}tR."
+    with pytest.raises(pickle.UnpicklingError, match="not a tensor rebuild"):
+        _AllowlistUnpickler(io.BytesIO(data)).load()

@@ -76,3 +76,13 @@ def test_stream_loss_ignores_repeated_and_out_of_order_stamps():
     for s in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.45, 0.6, 1.0]:
         loss.add(s)
     assert loss.received == 10 and loss.lost == 3  # 0.7, 0.8, 0.9 missing
+
+
+def test_loss_is_still_counted_after_the_stamp_clock_goes_back():
+    loss = StreamLoss(pause=1.0)
+    for i in range(100):
+        loss.add(100.0 + i * 0.1)
+    for i in range(100):  # a bag loop: stamps restart at 0, and one frame in four is lost
+        if i % 4 != 3:
+            loss.add(i * 0.1)
+    assert loss.pauses == 1 and loss.lost >= 20

@@ -191,6 +191,11 @@ class _AllowlistUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
             return _made(func, args, kwargs)
         if issubclass(type(func), _Inert):  # calling a stand-in instance (getattr(os, 'system')(…))
             return _made(_Inert, (func, *args), kwargs)
+        if func is getattr(torch._tensor, "_rebuild_from_type_v2", None):
+            # it calls its first argument: that must be a tensor rebuild, never a class it would instantiate
+            rebuilds = [v for (m, n), v in _CALLABLE.items() if m == "torch._utils"]
+            if len(args) < 2 or not any(args[0] is r for r in rebuilds) or args[1] not in (torch.Tensor, torch.nn.Parameter):
+                raise _Refused("refused _rebuild_from_type_v2 whose function is not a tensor rebuild")
         if any(func is allowed for allowed in _CALLABLE.values()):
             return func(*args, **kwargs)
         raise _Refused(f"refused to call {_describe(func)}: not a tensor-rebuild function")
@@ -390,8 +395,22 @@ def _as_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], ModelConfig
         key = key.removeprefix("module.")
         if not key.startswith(TRAINING_ONLY_PREFIXES):
             state[key] = Tensor.detach(value)
+    _check_backed(state, path)
     _check_finite(state, path)
     return state, config
+
+
+def _check_backed(state: Mapping[str, Tensor], path: Path) -> None:
+    """Every tensor must be backed by bytes the file holds: a stored view may repeat one element
+    (stride 0) into billions, which costs a few bytes on disk and any later full-size operation
+    (even the NaN check) gigabytes in memory. torch.save never writes such weights."""
+    for key, t in state.items():
+        needed = t.numel() * t.element_size()
+        if needed > t.untyped_storage().nbytes() or any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape)):
+            raise CheckpointError(
+                f"{path}: tensor {_show(key, 80)} {tuple(t.shape)} claims {needed} bytes over "
+                f"{t.untyped_storage().nbytes()} stored (an expanded view): not a weight file torch.save writes"
+            )
 
 
 def _check_finite(state: Mapping[str, Tensor], path: Path) -> None:

@@ -51,7 +51,7 @@ def parse_format(fmt: str) -> tuple[str | None, str]:
 
 def header_size(data: bytes | memoryview) -> tuple[str, int, int]:
     """(codec, width, height) from a PNG or JPEG header, without decoding the pixels."""
-    buf = bytes(data[:65536]) if len(data) > 65536 else bytes(data)
+    buf = bytes(data)  # the frame header may sit after large EXIF/ICC segments: the loop jumps marker to marker
     if buf.startswith(_PNG_MAGIC):
         if len(buf) < 24 or buf[12:16] != b"IHDR":
             raise InputError("PNG data is truncated before its header")

@@ -34,8 +34,9 @@ class StreamLoss:
         with self._lock:
             self.received += 1
             lost = 0
-            if self._last is not None and stamp - self._last > self.pause:
-                self.pauses += 1
+            if self._last is not None and abs(stamp - self._last) > self.pause:
+                self.pauses += 1  # a stop, or the clock went back (bag loop, sim reset, camera restart)
+                self._last = stamp
             elif self._last is not None and stamp > self._last:
                 self._gaps.append(stamp - self._last)
                 self._uncounted.append(stamp - self._last)

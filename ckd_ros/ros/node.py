@@ -490,6 +490,9 @@ class CKDTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
         except CKDError as exc:
             self.log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # CUDA out of memory while loading, an OSError: say what, not just "failed"
+            self.log.error(f"configure failed: {type(exc).__name__}: {exc}")
+            return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -507,6 +510,11 @@ class CKDTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Ctrl-C runs no shutdown transition: stop the worker here, before the handles go."""
+        self._teardown()
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None, node_class: type = CKDTrackerNode) -> int:

@@ -175,7 +175,7 @@ def _profiles_element(where: str, root: ET.Element) -> ET.Element:
     raise ConfigError(f"{where}: not a Fast DDS profile file (root <{_local(root.tag)}>, expected <profiles> or <dds><profiles>)")
 
 
-def validate_profile(path: str | os.PathLike) -> Profile:
+def validate_profile(path: str | os.PathLike, require_participant: bool = True) -> Profile:
     """The profile at ``path`` as Fast DDS would apply it, or ConfigError with one line naming what
     Fast DDS would reject, or ignore without a word (no default participant profile)."""
     where = str(path)
@@ -197,6 +197,8 @@ def validate_profile(path: str | os.PathLike) -> Profile:
                 raise ConfigError(f"{where}: transport id {transport.transport_id!r} is declared twice")
             transports[transport.transport_id] = transport
     defaults = [p for p in _children(profiles, "participant") if p.get("is_default_profile") == "true"]
+    if not defaults and not require_participant:  # e.g. only default data_writer/data_reader settings: applied as such
+        return Profile(file.resolve(), "", (), True)
     if not defaults:
         raise ConfigError(
             f'{where}: no <participant is_default_profile="true">: rmw_fastrtps reads only the default '
@@ -273,8 +275,8 @@ def check_transport_environment(environ: Mapping[str, str] | None = None) -> str
         value = environ.get(var, "")
         if not value:
             continue
-        try:
-            validate_profile(value)
+        try:  # a file the robot exports for other reasons may set only writer/reader defaults
+            validate_profile(value, require_participant=False)
         except ConfigError as exc:
             return f"{var}: {exc}"
     return None
