@@ -41,6 +41,17 @@ def random_inputs(cfg, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...
     )
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    """A seeded ckd_tiny model file in the project's format (node and launch tests start nodes on it)."""
+    from ckd_ros.model import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(build_model("ckd_tiny"), path)
+    return str(path)
+
+
 @pytest.fixture
 def tiny_model():
     from ckd_ros.model import build_model

@@ -188,18 +188,6 @@ def test_ckd_ros_launch_converts_overrides_like_the_launch_file():
 # -- the node, through real rclpy -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    import torch
-
-    from ckd_ros.model import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(build_model("ckd_tiny"), path)
-    return str(path)
-
-
 def ros():
     rclpy = pytest.importorskip("rclpy", reason="needs the ROS 2 venv (scripts/setup_env.sh)")
     pytest.importorskip("vision_msgs.msg", reason="needs vision_msgs (scripts/setup_env.sh builds it)")

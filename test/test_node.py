@@ -26,7 +26,6 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray  # noqa: E402
 
-from ckd_ros.model import build_model, save_checkpoint  # noqa: E402
 from ckd_ros.ros.conversions import box_to_bbox, image_msg  # noqa: E402
 from ckd_ros.ros.node import CKDTrackerNode  # noqa: E402
 from ckd_ros.ros.spinning import BackgroundSpinner  # noqa: E402
@@ -42,16 +41,6 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return cond()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(build_model("ckd_tiny"), path)
-    return str(path)
 
 
 class Graph:

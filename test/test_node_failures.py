@@ -20,7 +20,7 @@ from ckd_ros.ros.fuzz import broken_image
 
 pytestmark = pytest.mark.ros
 Graph, wait_for = test_node.Graph, test_node.wait_for
-checkpoint, graph = test_node.checkpoint, test_node.graph  # the same fixtures as test_node's
+graph = test_node.graph  # the same fixture as test_node's
 INIT = [50.0, 40.0, 40.0, 30.0]
 
 
