@@ -197,3 +197,17 @@ def test_fuzz_malformed_images_among_valid_ones_never_crash_the_node(graph):
     assert g.node.worker.is_alive() and d["errors"] == "0"  # every bad input handled as bad input
     rejected = int(d["malformed"]) + int(d["size_mismatch"])
     assert rejected > 0.3 * fuzzed and int(d["processed_total"]) > len(stamps_before) / 2
+
+
+def test_setting_the_same_init_box_again_re_acquires_the_target(graph):
+    from rclpy.parameter import Parameter
+
+    g = graph(init_box=INIT)
+    g.publish_paced(2)
+    assert wait_for(lambda: len(g.dets) >= 2)
+    assert g.node.set_parameters([Parameter("init_box", value=INIT)])[0].successful
+    g.publish_paced(2)
+    assert wait_for(lambda: any(d.id == "2" for d in g.dets))  # a new track from the same box
+    assert g.node.set_parameters([Parameter("score_threshold", value=0.3)])[0].successful
+    g.publish_paced(2)
+    assert wait_for(lambda: len(g.dets) >= 6) and {d.id for d in g.dets[-2:]} == {"2"}  # other sets do not re-init

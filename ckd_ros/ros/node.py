@@ -218,9 +218,9 @@ class TrackerNodeMixin:
         self.loss[name].add(stamp_seconds(msg.header.stamp))
 
     def _on_pair(self, rgb: Image, thermal: Image) -> None:
+        self.rates["pair"].tick()  # an inactive lifecycle node still sees its inputs (no silence WARN)
         if not self.active:
             return
-        self.rates["pair"].tick()
         self.mailbox.put((rgb, thermal, time.monotonic()))
 
     def _request_init(self, box: tuple[float, ...], stamp: float | None, source: str) -> None:
@@ -266,7 +266,7 @@ class TrackerNodeMixin:
         if not self.configured:  # a lifecycle node before configure: values are used at configure
             self.p = new
             return SetParametersResult(successful=True)
-        if new["init_box"][2] > 0 and new["init_box"] != self.p["init_box"]:
+        if new["init_box"][2] > 0 and any(prm.name == "init_box" for prm in params):  # the same box again re-acquires
             box = new["init_box"]
             if box[3] <= 0:
                 return SetParametersResult(successful=False, reason=f"init_box {box} has zero or negative height")
