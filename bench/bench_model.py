@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Model-only latency of the CKD network at batch 1 (spec §6 measures the same thing).
+"""Model-only latency of the CKD network at batch 1 (the paper's figure measures the same thing: docs/README.md).
 
 One table per device: each variant in eager fp32 (the reference), with fused attention, with
 stacked branches, under bf16 (CPU with AVX-512 BF16, CUDA) / fp16 (CUDA), autocast and cast

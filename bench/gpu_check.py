@@ -58,6 +58,7 @@ from ckd_ros.eval.metrics import score_lasher_sequence, summarise
 from ckd_ros.model import CKDNet, build_model, load_model, save_checkpoint
 from ckd_ros.model.cuda_graphs import GraphedForward
 from ckd_ros.model.export import INPUTS, OUTPUTS, example_inputs, export_onnx
+from ckd_ros.model.head import HEAD
 from ckd_ros.preprocess.align import Aligner
 from ckd_ros.resources import shipped_model
 from ckd_ros.runtime import convert_weights, resolve_device
@@ -204,7 +205,7 @@ def cast(inputs: tuple[torch.Tensor, ...], mode: Mode, device: torch.device) -> 
 
 @contextlib.contextmanager
 def ieee_fp32() -> Iterator[None]:
-    """TF32 off for fp32 comparisons (spec §1: disable it when comparing): cuDNN convolutions use
+    """TF32 off for fp32 comparisons (docs/tracker.md "Parity": disable it when comparing): cuDNN convolutions use
     TF32 by default, which alone moves fp32 outputs by ~1e-3."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -220,7 +221,8 @@ def compare(ref: dict[str, torch.Tensor], got: dict[str, torch.Tensor], search_s
     is a tie that rounding may break either way: such a frame is counted but not judged. (The
     bound is fixed, not the maps' measured difference: a path that computes wrong maps differs a
     lot, and must not excuse itself by it.)"""
-    score_ref, score_got = ref["score_map"].flatten(), got["score_map"].flatten()
+    score = HEAD.OUTPUTS[0]  # the head's score map (CENTER: score_map), whose peak decode reads
+    score_ref, score_got = ref[score].flatten(), got[score].flatten()
     peak_ref, peak_got = int(score_ref.argmax()), int(score_got.argmax())
     map_diff = max(float((ref[k] - got[k]).abs().max()) for k in OUTPUTS if k != "pred_boxes")
     same = peak_ref == peak_got

@@ -60,7 +60,8 @@ def test_gaussian_heatmap_truncates_at_the_border():
 def test_gaussian_heatmap_centre_rounded_onto_column_or_row_16_keeps_its_tail():
     # box (12, 4, 8, 8) in feature units: centre (16, 8), one column past the map; radius 2. The
     # official draw_gaussian slices columns [16 − 2, 16) of the map and [0, 2) of the 5x5 window:
-    # the tail at dx = −2, −1 stays, and no cell reaches 1 (spec §4.5 "truncated at the borders").
+    # the tail at dx = −2, −1 stays, and no cell reaches 1 (docs/training.md, "Losses", and
+    # ``gaussian_heatmap`` in ckd_ros/model/head.py: "truncated at the borders").
     g = lambda dx, dy: math.exp(-(dx * dx + dy * dy) / (2 * (5 / 6) ** 2))  # noqa: E731
     hm = gaussian_heatmap(torch.tensor([[0.75, 0.25, 0.5, 0.5]]), 16)[0, 0]
     assert hm[8, 15].item() == pytest.approx(g(-1, 0), rel=1e-5) and hm[8, 14].item() == pytest.approx(g(-2, 0), rel=1e-5)

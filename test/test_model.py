@@ -15,7 +15,7 @@ from ckd_ros.model import ModelConfig, build_model, load_variant, run_lockstep
 from ckd_ros.model.elimination import template_center_mask
 from ckd_ros.model.head import FusedCenterHead
 
-KEYS_FILE = Path(__file__).parent / "data" / "official_state_dict_keys.txt"  # spec Appendix A
+KEYS_FILE = Path(__file__).parent / "data" / "official_state_dict_keys.txt"  # docs/checkpoints.md, "The inference keys"
 
 
 def official_keys() -> list[tuple[str, tuple[int, ...], str]]:

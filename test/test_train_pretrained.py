@@ -81,7 +81,9 @@ def test_stage_0_teachers_and_the_official_stage_1_init_from_a_vit_tracker(tmp_p
     t1 = build_trainer(config(tmp_path / "b", 1, path), progress=False).net
     assert torch.equal(t1.rgb_branch.blocks[0].attn.qkv.weight, backbone["blocks.0.attn.qkv.weight"])
     w = head["conv1_ctr.0.weight"]
-    assert torch.equal(t1.box_head.conv1_ctr[0].weight, torch.cat([w, w], 1))  # duplicated, not halved (spec §4.2)
+    assert torch.equal(
+        t1.box_head.conv1_ctr[0].weight, torch.cat([w, w], 1)
+    )  # duplicated, not halved (docs/training.md, "Stages")
     assert torch.equal(t1.box_head.conv1_ctr[0].bias, head["conv1_ctr.0.bias"])
 
 

@@ -318,7 +318,7 @@ def focus_of(k: int) -> str:
 
 class SyntheticPool:
     """Training sequences by index (seeds ``offset + i``, below the held-out suite's), built lazily
-    and kept: building one costs ~0.1 s, rendering a frame ~2 ms.
+    and kept: building one (its scene and trajectories) costs far more than rendering a frame.
 
     ``focus="cycle"`` gives every sequence a focus scenario in turn, as the held-out suite has
     (other seeds): gap segments are then as frequent in training as in the test; ``"none"`` draws

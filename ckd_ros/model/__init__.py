@@ -22,13 +22,14 @@ from ckd_ros.model.checkpoint import (
 )
 from ckd_ros.model.ckd import CKDNet, LockstepOutput, head_input, run_lockstep
 from ckd_ros.model.config import ModelConfig, available_variants, load_variant
-from ckd_ros.model.head import CenterHead, decode_boxes
+from ckd_ros.model.head import BoxHead, CenterHead, build_head, decode_boxes
 from ckd_ros.model.interface import TrackedModel
 from ckd_ros.model.vit import ViTBranch
 from ckd_ros.runtime import resolve_device
 
 __all__ = [
     "FORMAT",
+    "BoxHead",
     "CKDNet",
     "CenterHead",
     "LockstepOutput",
@@ -36,6 +37,7 @@ __all__ = [
     "TrackedModel",
     "ViTBranch",
     "available_variants",
+    "build_head",
     "build_model",
     "decode_boxes",
     "head_input",

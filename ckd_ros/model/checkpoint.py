@@ -36,6 +36,7 @@ import torch._utils
 from torch import Tensor
 
 from ckd_ros.errors import CheckpointError
+from ckd_ros.model import head
 from ckd_ros.model.config import ModelConfig, _show
 
 FORMAT = "ckd_ros/1"
@@ -453,13 +454,14 @@ def infer_config(state: dict[str, Tensor], base: ModelConfig | None = None) -> M
     here is checked for rank first, so a foreign file gets a sentence rather than an IndexError.
     """
     base = base or OFFICIAL_VITB
+    head_width_key = "box_head." + head.HEAD.WIDTH_KEY  # its first dimension is head_channels
     required = [
         "rgb_branch.pos_embed_z",
         "rgb_branch.pos_embed_x",
         "rgb_branch.patch_embed.proj.weight",
         "rgb_branch.pos_embed",
         "rgb_branch.blocks.0.mlp.fc1.weight",
-        "box_head.conv1_ctr.0.weight",
+        head_width_key,
     ]
     missing = [k for k in required if k not in state]
     if missing:
@@ -467,7 +469,7 @@ def infer_config(state: dict[str, Tensor], base: ModelConfig | None = None) -> M
     dim = _shape(state, "rgb_branch.pos_embed_x", 3)[2]
     patch = _shape(state, "rgb_branch.patch_embed.proj.weight", 4)[3]
     hidden = _shape(state, "rgb_branch.blocks.0.mlp.fc1.weight", 2)[0]
-    head_channels = _shape(state, "box_head.conv1_ctr.0.weight", 4)[0]
+    head_channels = _shape(state, head_width_key, 4)[0]
     legacy_tokens = _shape(state, "rgb_branch.pos_embed", 3)[1]
     depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"rgb_branch\.blocks\.(\d+)\.", k)))
     heads = base.num_heads if dim == base.embed_dim else max(1, dim // 64)

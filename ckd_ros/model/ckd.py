@@ -23,7 +23,7 @@ from ckd_ros.model.elimination import (
     scatter_search,
     template_center_mask,
 )
-from ckd_ros.model.head import CenterHead, FusedCenterHead, decode_boxes
+from ckd_ros.model.head import BoxHead, build_head
 from ckd_ros.model.int8 import int8_support, quantize_linears
 from ckd_ros.model.stacked import StackedBranches
 from ckd_ros.model.vit import ViTBranch
@@ -103,17 +103,17 @@ def head_input(features: Sequence[Tensor], num_search: int, feat_size: int) -> T
 
 
 class CKDNet(nn.Module):
-    """RGB and TIR student branches plus the fused CENTER head (the 394-key inference model)."""
+    """RGB and TIR student branches plus the fused box head (``head.py``; the 394-key inference model)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.rgb_branch = ViTBranch(cfg)
         self.tir_branch = self.rgb_branch if cfg.share_student else ViTBranch(cfg)
-        self.box_head = CenterHead(2 * cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.box_head: BoxHead = build_head(2 * cfg.embed_dim, cfg)
         self.fused_attention = False
         self.stacked: StackedBranches | None = None
-        self.fused_head: FusedCenterHead | None = None
+        self.fused_head: nn.Module | None = None
         self.int8 = False
         self.register_buffer("ce_template_mask", template_center_mask(cfg.template_feat), persistent=False)
 
@@ -130,7 +130,7 @@ class CKDNet(nn.Module):
 
     def stack_branches(self, enable: bool = True) -> None:
         """Run parallel branches as batched computations — the RGB and TIR backbones
-        (``stacked.py``) and the head's three trunks (``FusedCenterHead``) — or go back to the
+        (``stacked.py``) and the head's parallel parts (``BoxHead.fused``) — or go back to the
         per-branch path. Takes a copy of the current weights (in their current dtype and device):
         call it after casting or loading, not before."""
         if self.int8:
@@ -138,12 +138,13 @@ class CKDNet(nn.Module):
                 raise ConfigError("stack_branches needs float weights; an int8 model runs its branches one by one")
             return
         self.stacked = StackedBranches([self.rgb_branch, self.tir_branch], self.cfg) if enable else None
-        self.fused_head = FusedCenterHead(self.box_head) if enable else None
+        self.fused_head = self.box_head.fused() if enable else None
 
     def quantize_int8(self) -> None:
         """CPU int8 inference (``int8.py``), in place and for good: the branches' linear layers
         become int8 GEMMs (their fp32 weights are dropped; the state_dict no longer holds them) and
-        the head runs fused with its first convolution in int8. Inference only."""
+        the head runs in its fused form with its first convolution in int8 (``BoxHead.fused``).
+        Inference only."""
         if self.int8:
             return
         support = int8_support()
@@ -154,7 +155,7 @@ class CKDNet(nn.Module):
         self.stack_branches(False)
         for branch in {id(b): b for b in (self.rgb_branch, self.tir_branch)}.values():
             quantize_linears(branch.blocks)
-        self.fused_head = FusedCenterHead(self.box_head, int8_first=True)
+        self.fused_head = self.box_head.fused(int8_first=True)
         self.int8 = True
 
     def check_inputs(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> None:
@@ -190,5 +191,5 @@ class CKDNet(nn.Module):
             features = run_lockstep(branches, tokens, self.cfg, mask, fused_attention=self.fused_attention).tokens
         fmap = head_input(features, self.cfg.search_feat**2, self.cfg.search_feat)
         maps = (self.fused_head if self.fused_head is not None else self.box_head)(fmap)
-        maps["pred_boxes"] = decode_boxes(maps["score_map"], maps["size_map"], maps["offset_map"]).unsqueeze(1)
+        maps["pred_boxes"] = self.box_head.decode(maps).unsqueeze(1)
         return maps

@@ -44,7 +44,6 @@ _INT_FIELDS = (
 )
 _FLOAT_FIELDS = ("mlp_ratio", "ce_keep_ratio", "drop_path_rate")
 _STR_FIELDS = ("name", "ce_mode", "ce_template_range", "description")
-_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_INT = 2**40
 
 
@@ -61,7 +60,7 @@ def _show(value: Any, limit: int = 60) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of one CKD network (both student branches and the fused CENTER head).
+    """Shape of one CKD network (both student branches and the fused box head).
 
     ``ce_mode`` picks the token elimination: ``mce`` (one decision from the element-wise max of
     both branches' attention, the released best model), ``ce`` (each branch ranks with its own
@@ -170,8 +169,11 @@ class ModelConfig:
         bad_loc = [i for i in self.ce_loc if not 0 <= i < self.depth]
         if bad_loc:
             problems.append(f"ce_loc {_show(list(self.ce_loc))} has blocks outside 0..{self.depth - 1}")
-        if self.head_channels < 8 or self.head_channels % 8:
-            problems.append(f"head_channels {self.head_channels} must be a multiple of 8 (widths /2, /4, /8)")
+        from ckd_ros.model.head import HEAD  # at call time: no cycle with head.py, and the current head
+
+        head_problem = HEAD.width_problem(self.head_channels)
+        if head_problem:
+            problems.append(head_problem)
         if self.legacy_pos_tokens < 0:
             problems.append(f"legacy_pos_tokens {self.legacy_pos_tokens} must not be negative")
         return problems
@@ -179,11 +181,14 @@ class ModelConfig:
     def state_dict_layout(self) -> Iterator[tuple[str, tuple[int, ...], bool]]:
         """``(key, shape, is_parameter)`` for every entry of the inference state_dict, in order.
 
-        Spec §2.2 as data, computed from the numbers alone, so that a checkpoint can be checked
-        against its config and the parameter count bounded before one byte of the network is
-        allocated. Mirrors ``ViTBranch``, ``CenterHead`` and ``CKDNet``; test_checkpoint holds it
-        equal to the built network's ``state_dict`` for every shipped variant.
+        docs/checkpoints.md ("The inference keys") as data, computed from the numbers alone, so
+        that a checkpoint can be checked against its config and the parameter count bounded before
+        one byte of the network is allocated. Mirrors ``ViTBranch`` and ``CKDNet``; the box head's
+        part is the head's own (``head.HEAD.param_layout``). test_checkpoint holds it equal to the
+        built network's ``state_dict`` for every shipped variant.
         """
+        from ckd_ros.model.head import HEAD  # at call time: no cycle with head.py, and the current head
+
         d, hidden, p = self.embed_dim, int(self.embed_dim * self.mlp_ratio), self.patch_size
         branch: list[tuple[str, tuple[int, ...]]] = [
             ("cls_token", (1, 1, d)),
@@ -213,20 +218,7 @@ class ModelConfig:
         for prefix in ("rgb_branch.", "tir_branch."):
             for name, shape in branch:
                 yield prefix + name, shape, True
-        w = self.head_channels
-        widths = [2 * d, w, w // 2, w // 4, w // 8]
-        for trunk, cout in (("ctr", 1), ("offset", 2), ("size", 2)):
-            for i in range(4):
-                conv = f"box_head.conv{i + 1}_{trunk}"
-                cin, c = widths[i], widths[i + 1]
-                yield f"{conv}.0.weight", (c, cin, 3, 3), True
-                yield f"{conv}.0.bias", (c,), True
-                yield f"{conv}.1.weight", (c,), True
-                yield f"{conv}.1.bias", (c,), True
-                for buffer in _BN_BUFFERS:
-                    yield f"{conv}.1.{buffer}", () if buffer == "num_batches_tracked" else (c,), False
-            yield f"box_head.conv5_{trunk}.weight", (cout, widths[4], 1, 1), True
-            yield f"box_head.conv5_{trunk}.bias", (cout,), True
+        yield from HEAD.param_layout(2 * d, self.head_channels, "box_head.")
 
     def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every inference state_dict key and its shape (see ``state_dict_layout``)."""

@@ -1,8 +1,9 @@
 """ONNX export of the CKD network with static shapes, checked against PyTorch with onnxruntime.
 
 At batch 1 the lockstep forward has fixed token counts (official MCE: 256 → 180 → 126 → 89 search
-tokens), so the graph is static: crops in, score/size/offset maps and the raw-peak box out. The
-tracker's crop, Hann window and map-back stay in the host code. For TensorRT (e.g. Jetson Orin):
+tokens), so the graph is static: crops in, the box head's maps (``BoxHead.OUTPUTS``; for CENTER the
+score, size and offset maps) and the raw-peak box out. The tracker's crop, Hann window and map-back
+stay in the host code. For TensorRT (e.g. Jetson Orin):
 ``trtexec --onnx=ckd.onnx --fp16 --saveEngine=ckd_fp16.engine``.
 """
 
@@ -16,21 +17,29 @@ import torch
 from torch import nn
 
 from ckd_ros.model.ckd import CKDNet
+from ckd_ros.model.head import HEAD
 
 INPUTS = ("template_rgb", "template_tir", "search_rgb", "search_tir")
-OUTPUTS = ("score_map", "size_map", "offset_map", "pred_boxes")
+OUTPUTS = (*HEAD.OUTPUTS, "pred_boxes")
+"""The graph's outputs for the network's head (``output_names`` for a given model)."""
+
+
+def output_names(model: CKDNet) -> tuple[str, ...]:
+    """The model's box head's maps, then the raw-peak box."""
+    return (*model.box_head.OUTPUTS, "pred_boxes")
 
 
 class _Outputs(nn.Module):
-    """The dict-returning network as a tuple, in OUTPUTS order."""
+    """The dict-returning network as a tuple, in ``output_names`` order."""
 
     def __init__(self, model: CKDNet) -> None:
         super().__init__()
         self.model = model
+        self.names = output_names(model)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(*inputs)
-        return tuple(out[k] for k in OUTPUTS)
+        return tuple(out[k] for k in self.names)
 
 
 def example_inputs(model: CKDNet, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -58,7 +67,7 @@ def export_onnx(model: CKDNet, path: str | Path, opset: int = 17) -> Path:
                 dynamo=False,
                 opset_version=opset,
                 input_names=list(INPUTS),
-                output_names=list(OUTPUTS),
+                output_names=list(output_names(model)),
             )
     finally:
         model.fused_attention = fused
@@ -71,12 +80,13 @@ def verify_onnx(model: CKDNet, path: str | Path, seeds: tuple[int, ...] = (0, 1,
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     model = model.float().eval().cpu()
-    worst = dict.fromkeys(OUTPUTS, 0.0)
+    names = output_names(model)
+    worst = dict.fromkeys(names, 0.0)
     for seed in seeds:
         inputs = example_inputs(model, seed)
-        got = sess.run(list(OUTPUTS), {n: x.numpy() for n, x in zip(INPUTS, inputs)})
+        got = sess.run(list(names), {n: x.numpy() for n, x in zip(INPUTS, inputs)})
         with torch.inference_mode():
             ref = _Outputs(model)(*inputs)
-        for name, a, b in zip(OUTPUTS, got, ref):
+        for name, a, b in zip(names, got, ref):
             worst[name] = max(worst[name], float(np.abs(a - b.numpy()).max()))
     return worst

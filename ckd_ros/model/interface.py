@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from ckd_ros.model.config import ModelConfig
+from ckd_ros.model.head import BoxHead
 
 
 class TrackedModel(Protocol):
@@ -34,6 +35,12 @@ class TrackedModel(Protocol):
     """Whether blocks without elimination use the fused SDPA kernel; the tracker sets it from its
     config, and a captured CUDA graph is re-captured when it changes."""
 
+    @property
+    def box_head(self) -> BoxHead:
+        """The network's box head (``head.py``): the tracker decodes the box and reads the
+        confidence from the network's output through it, never by the maps' names."""
+        ...
+
     def stack_branches(self, enable: bool = True) -> None:
         """Run parallel branches as one batched computation, or go back; ConfigError where not possible."""
         ...
@@ -43,7 +50,7 @@ class TrackedModel(Protocol):
         ...
 
     def __call__(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
-        """Normalised crops in; ``score_map``, ``size_map`` and ``offset_map`` (at least) out."""
+        """Normalised crops in; the maps of ``box_head.OUTPUTS`` (at least) out."""
         ...
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...

@@ -1,10 +1,11 @@
 """Online RGB-T tracking with a CKD network (the official ``lib/test/tracker/ckd.py``, docs/tracker.md).
 
 Per frame: crop both modalities around the previous box (factor 4, one geometry from the RGB
-image), normalise, run the network, weight the score map with a Hann window, decode, map back to
-the image and clip. The template is the first frame's and is never updated, as in the official
-tracker. Additions of ours: a confidence (``score``), a ``lost`` flag, per-stage timings and a
-preprocessing path that stays on the GPU.
+image), normalise, run the network, decode the box through the network's head with a Hann window
+(the CENTER head weights its score map with it), map back to the image and clip. The template is
+the first frame's and is never updated, as in the official tracker. Additions of ours: a
+confidence (``score``), a ``lost`` flag, per-stage timings and a preprocessing path that stays on
+the GPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from ckd_ros.errors import ConfigError, InputError
-from ckd_ros.model import TrackedModel, decode_boxes
+from ckd_ros.model import TrackedModel
 from ckd_ros.model.cuda_graphs import GraphedForward
 from ckd_ros.runtime import autocast, check_precision, convert_weights, resolve_device
 from ckd_ros.tracker.geometry import Box, clip_box, crop_numpy, crop_torch, crop_window, hann_window, map_back
@@ -83,8 +84,9 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class TrackResult:
-    """One frame's answer. ``box``: (x, y, w, h) in image pixels. ``score``: the raw (un-windowed)
-    score-map peak in [0, 1], the network's confidence that the target is in the search crop."""
+    """One frame's answer. ``box``: (x, y, w, h) in image pixels. ``score``: the head's raw
+    (un-windowed) confidence in [0, 1] that the target is in the search crop (``BoxHead.score``:
+    the CENTER head's score-map peak)."""
 
     box: Box
     score: float
@@ -169,6 +171,7 @@ class CKDTracker:
         self.graphed = GraphedForward(self.model, enabled=self.config.cuda_graphs)
         cfg = model.cfg
         self.template_size, self.search_size, self.feat = cfg.template_size, cfg.search_size, cfg.search_feat
+        self.head = model.box_head  # decodes the box and reads the confidence (model/head.py)
         self.window = hann_window(self.feat).to(self.device)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
@@ -234,12 +237,12 @@ class CKDTracker:
         converted = self.dtype != torch.float32 or self.config.precision == "int8"
         with torch.inference_mode(), autocast(self.device, "fp32" if converted else self.config.precision):
             out = self.graphed(self.templates[0], self.templates[1], x_rgb, x_tir)
-        score_map = out["score_map"].float()
         t2 = time.perf_counter()
         with torch.inference_mode():
-            pred = decode_boxes(self.window * score_map, out["size_map"].float(), out["offset_map"].float())
+            maps = {key: value.float() for key, value in out.items()}
+            pred = self.head.decode(maps, self.window)
             box_crop = (pred.view(-1, 4).mean(dim=0) * self.search_size / rf).tolist()
-            score = float(score_map.max())
+            score = float(self.head.score(maps).max())
         if not (math.isfinite(score) and all(math.isfinite(v) for v in box_crop)):
             return self._failed_frame(self.state, t0, t1, t2)
         box = clip_box(map_back(box_crop, self.state, self.search_size, rf), height, width, self.config.clip_margin)

@@ -1,4 +1,4 @@
-"""CKD training (spec §4): stage 0 teachers, stage 1 coupled distillation, stage 2 MCE head.
+"""CKD training (docs/training.md): stage 0 teachers, stage 1 coupled distillation, stage 2 MCE head.
 
 ``ckd-ros train config/train/NAME.yaml [--set key=value ...]``; see ``models/README.md`` for the
 recipe of the shipped model. ``Trainer`` is the generic loop; ``build_trainer`` assembles a CKD run

@@ -4,7 +4,7 @@
   substitute for the DropTrack-pretrained teachers, which cannot be downloaded here;
 * stage 1 — CKD: fused students on masked search tokens, tracking loss on the fused head, style
   distillation between the students, content distillation from each own-modality teacher, and the
-  teachers' own tracking losses (spec §4.5);
+  teachers' own tracking losses (docs/training.md "Losses");
 * stage 2 — MCE on, backbones frozen, the fused head fine-tuned on tracking loss. The teachers
   are not run: with frozen backbones their losses cannot change the students or the fused head
   (the official code computes them anyway), so skipping them changes nothing but the time.
@@ -29,7 +29,7 @@ from ckd_ros.train.network import CKDTrainingNet
 class LossConfig:
     giou: float = 2.0
     l1: float = 5.0
-    focal: float = 1.0
+    focal: float = 1.0  # weight of the box head's own term (the CENTER head's is its focal loss)
     style: float = 0.01
     content: float = 0.1
     stop_style_gradient: bool = False
@@ -79,7 +79,7 @@ class CKDActor(nn.Module):
             )
             loss, terms = self._trk(students["fused"], gt)
             total = total + loss
-            stats.update(fused=float(loss.detach()), iou=terms["iou"], focal=terms["focal"], giou=terms["giou"], l1=terms["l1"])
+            stats.update(fused=float(loss.detach()), **terms)  # iou, giou, l1 and the head's own term (CENTER: focal)
             if self.stage == 1 and cfg.style > 0:
                 s = style_loss(students["rgb_blocks"], students["tir_blocks"], cfg.stop_style_gradient)
                 total = total + cfg.style * s

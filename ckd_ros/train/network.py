@@ -1,8 +1,8 @@
 """The CKD training model: students + fused head (the inference keys) plus teachers and their heads.
 
-Attribute names follow the official training model (spec §2.3), so its ``state_dict`` has the 878
-official keys at ViT-B size and an inference model is simply the ``rgb_branch``/``tir_branch``/
-``box_head`` subset.
+Attribute names follow the official training model (docs/checkpoints.md, "The training keys"), so
+its ``state_dict`` has the 878 official keys at ViT-B size and an inference model is simply the
+``rgb_branch``/``tir_branch``/``box_head`` subset. The heads are whatever ``model/head.py`` builds.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import torch
 from torch import Tensor, nn
 
 from ckd_ros.errors import ConfigError
-from ckd_ros.model import CenterHead, CKDNet, ModelConfig, ViTBranch, decode_boxes, head_input, run_lockstep
+from ckd_ros.model import BoxHead, CKDNet, ModelConfig, ViTBranch, build_head, head_input, run_lockstep
 from ckd_ros.model.elimination import template_center_mask
 
 STUDENT_PREFIXES = ("rgb_branch.", "tir_branch.", "box_head.")
 
 
-def _maps(head: CenterHead, tokens: list[Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
+def _maps(head: BoxHead, tokens: list[Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
     out = head(head_input(tokens, cfg.search_feat**2, cfg.search_feat))
-    out["pred_boxes"] = decode_boxes(out["score_map"], out["size_map"], out["offset_map"]).unsqueeze(1)
+    out["pred_boxes"] = head.decode(out).unsqueeze(1)
     return out
 
 
@@ -29,11 +29,11 @@ class CKDTrainingNet(nn.Module):
         self.cfg = cfg
         self.rgb_branch = ViTBranch(cfg)
         self.tir_branch = ViTBranch(cfg)
-        self.box_head = CenterHead(2 * cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.box_head = build_head(2 * cfg.embed_dim, cfg)
         self.teacher_rgb = ViTBranch(cfg)
         self.teacher_tir = ViTBranch(cfg)
-        self.box_head_v = CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat)
-        self.box_head_i = CenterHead(cfg.embed_dim, cfg.head_channels, cfg.search_feat)
+        self.box_head_v = build_head(cfg.embed_dim, cfg)
+        self.box_head_i = build_head(cfg.embed_dim, cfg)
         self.register_buffer("ce_template_mask", template_center_mask(cfg.template_feat), persistent=False)
 
     def _mask(self, batch: int) -> Tensor | None:
@@ -81,26 +81,17 @@ class CKDTrainingNet(nn.Module):
 
     @torch.no_grad()
     def init_students_from_teachers(self) -> None:
-        """Stage 1 start: each student copies its own-modality teacher; the fused head's first convs
-        concatenate both teacher heads' (so its response starts as the sum of the two, as the
-        official init's duplication does), the deeper layers take the RGB-teacher head's."""
+        """Stage 1 start: each student copies its own-modality teacher; the fused head starts from
+        both teacher heads, its response the sum of the two (``BoxHead.merge_from``)."""
         self.rgb_branch.load_state_dict(self.teacher_rgb.state_dict())
         self.tir_branch.load_state_dict(self.teacher_tir.state_dict())
-        fused = self.box_head.state_dict()
-        v, i = self.box_head_v.state_dict(), self.box_head_i.state_dict()
-        for key in fused:
-            if key.startswith("conv1_") and key.endswith(".0.weight"):
-                fused[key] = torch.cat([v[key], i[key]], dim=1)
-            elif key.startswith("conv1_") and key.endswith(".0.bias"):
-                fused[key] = v[key] + i[key]
-            else:
-                fused[key] = v[key].clone()
-        self.box_head.load_state_dict(fused)
+        self.box_head.merge_from(self.box_head_v, self.box_head_i)
 
 
 class TeacherNet(nn.Module):
     """One teacher backbone and its single-modality head, behind the CKDNet call signature, so the
-    tracker can run it as an RGB-only or TIR-only baseline."""
+    tracker can run it as an RGB-only or TIR-only baseline (a ``TrackedModel``: ``fused_attention``
+    as on ``CKDNet``; a teacher eliminates no tokens, so with it on every block uses SDPA)."""
 
     def __init__(self, net: CKDTrainingNet, modality: str) -> None:
         super().__init__()
@@ -109,7 +100,8 @@ class TeacherNet(nn.Module):
         self.cfg = net.cfg.replace(ce_mode="none")
         self.modality = modality
         self.branch = net.teacher_rgb if modality == "rgb" else net.teacher_tir
-        self.head = net.box_head_v if modality == "rgb" else net.box_head_i
+        self.box_head: BoxHead = net.box_head_v if modality == "rgb" else net.box_head_i
+        self.fused_attention = False
 
     def stack_branches(self, enable: bool = True) -> None:
         """The tracker's ``stack_branches`` switch: a single branch has nothing to stack."""
@@ -122,5 +114,6 @@ class TeacherNet(nn.Module):
 
     def forward(self, template_rgb: Tensor, template_tir: Tensor, search_rgb: Tensor, search_tir: Tensor) -> dict[str, Tensor]:
         z, x = (template_rgb, search_rgb) if self.modality == "rgb" else (template_tir, search_tir)
-        run = run_lockstep([self.branch], [self.branch.embed(z, x)], self.cfg, None, num_deciders=1)
-        return _maps(self.head, run.tokens, self.cfg)
+        tokens = [self.branch.embed(z, x)]
+        run = run_lockstep([self.branch], tokens, self.cfg, None, num_deciders=1, fused_attention=self.fused_attention)
+        return _maps(self.box_head, run.tokens, self.cfg)

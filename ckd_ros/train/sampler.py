@@ -1,4 +1,4 @@
-"""Template/search pair sampling with jitter and augmentation (spec §4.3, §4.4), from any reader.
+"""Template/search pair sampling with jitter and augmentation (docs/training.md, "Data" and "Masking"), from any reader.
 
 A *source* is anything with ``len()``, ``boxes`` ((L, 4) x, y, w, h; w or h ≤ 0 marks an absent
 target) and ``frame(i)`` → (rgb, tir) uint8 HxWx3: the synthetic world, or a dataset reader. A
@@ -52,7 +52,8 @@ class SamplerConfig:
     flip_prob: float = 0.5
     brightness: float = 0.2
     mask_ratio: float = 0.25  # masked modelling: each search token dropped with this probability
-    mask_prob: float = 1.0  # share of samples that are masked at all (the intended meaning, spec §4.4)
+    # share of samples that are masked at all (the intended meaning: docs/training.md "Masking", docs/official-quirks.md)
+    mask_prob: float = 1.0
 
 
 def _visible(boxes: np.ndarray) -> np.ndarray:
