@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ckd_ros.data.files import output_dir, output_file, read_text, removed_on_error
+from ckd_ros.data.files import output_dir, output_file, removed_on_error
 from ckd_ros.errors import CKDError, ConfigError, InputError
 from ckd_ros.precisions import CE_MODES, CUDA_GRAPH_SETTINGS, DEVICES, PRECISIONS, STACK_SETTINGS
 
@@ -509,26 +509,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
-def _check_params_file(path: str) -> None:
-    """A parameter file the node can parse: UTF-8 YAML mapping node names to parameters. rcl would
-    otherwise print a C stack of parse errors, or silently run with defaults on undecodable bytes."""
-    import yaml
-
-    text = read_text(path, "parameter file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping (ckd_tracker: ros__parameters: ...), got {type(data).__name__}")
-
-
 def _launch(args: argparse.Namespace) -> int:
+    from ckd_ros.ros.launch_args import check_params_file
     from ckd_ros.ros.launcher import node_command, run
     from ckd_ros.ros.transport import describe_environment, transport_environment
 
     if args.params_file:
-        _check_params_file(args.params_file)
+        check_params_file(args.params_file, args.namespace or "")
     cmd = node_command(args.params_file, args.rgb_topic, args.thermal_topic, args.param or [], args.namespace)
     env = transport_environment(args.transport_profile)  # a bad profile: one line, exit 2, nothing started
     print(describe_environment({**os.environ, **env}), flush=True)

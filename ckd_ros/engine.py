@@ -150,7 +150,15 @@ class TrackingEngine:
 
     # -- tracking ------------------------------------------------------------------------------
     def initialize(self, rgb: np.ndarray, tir: np.ndarray, box: Box) -> TrackResult:
-        return self.tracker.initialize(rgb, tir, box)
+        """Set the target. A CUDA failure here (the template forward is the first real GPU work,
+        where an out-of-memory shows first) moves to the CPU as in ``track``, with this box."""
+        try:
+            return self.tracker.initialize(rgb, tir, box)
+        except Exception as exc:
+            if not self._can_fall_back(exc):
+                raise
+            self._move_to_cpu(exc)
+            return self.tracker.initialize(rgb, tir, box)
 
     def reset(self) -> None:
         self.tracker.reset()
@@ -161,7 +169,7 @@ class TrackingEngine:
         try:
             result = self.tracker.track(rgb, tir)
         except Exception as exc:
-            if not (self.config.allow_cpu_fallback and is_cuda_failure(exc, self.tracker.device)):
+            if not self._can_fall_back(exc):
                 raise
             return self.fallback_to_cpu(exc, rgb, tir)
         if not self._graphs_reported and self.tracker.config.cuda_graphs:  # the first frame captured, or could not
@@ -170,15 +178,25 @@ class TrackingEngine:
             (self.warn if status.startswith("eager") and self.config.cuda_graphs == "on" else self.log)(f"cuda_graphs: {status}")
         return result
 
+    def _can_fall_back(self, exc: BaseException) -> bool:
+        return self.config.allow_cpu_fallback and is_cuda_failure(exc, self.tracker.device)
+
     def fallback_to_cpu(self, exc: BaseException, rgb: np.ndarray, tir: np.ndarray) -> TrackResult:
-        """The model in fp32 on the CPU, the target re-initialised at its current box. A CUDA context
-        that is broken for good (a device-side assert) cannot even copy the weights out: then the
-        model is read again from its file."""
+        """The model in fp32 on the CPU, the target re-initialised on this frame at its current box."""
+        box = self.tracker.state
+        reason = self._move_to_cpu(exc)
+        if box is None:
+            raise CKDError(f"CUDA failed ({reason}) before a target was set; the model now runs on the CPU")
+        return self.tracker.initialize(rgb, tir, box)
+
+    def _move_to_cpu(self, exc: BaseException) -> str:
+        """A fresh fp32 CPU tracker; returns the reason. A CUDA context that is broken for good (a
+        device-side assert) cannot even copy the weights out: then the model is read again from its
+        file."""
         reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         self.fallback_reason = reason
         self.warn(f"CUDA failed ({reason}); moving the model to the CPU (fp32)")
         old = self.tracker
-        box = old.state
         torch.set_num_threads(inference_threads(self.config.cpu_threads))
         try:
             model = old.model.to("cpu", torch.float32)
@@ -191,9 +209,7 @@ class TrackingEngine:
         self.precision = "fp32"
         if self.on_fallback is not None:
             self.on_fallback(reason)
-        if box is None:
-            raise CKDError(f"CUDA failed ({reason}) before a target was set; the model now runs on the CPU")
-        return self.tracker.initialize(rgb, tir, box)
+        return reason
 
 
 def all_cores() -> int:

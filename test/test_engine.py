@@ -51,6 +51,8 @@ class FailsLikeCuda:
     def track(self, *_a):
         raise self.error
 
+    initialize = track
+
 
 @pytest.mark.parametrize(
     "error",
@@ -69,6 +71,23 @@ def test_a_cuda_failure_moves_to_the_cpu_and_the_target_goes_on(tiny_model, erro
     assert answer.box == box and engine.device.type == "cpu" and engine.precision == "fp32"
     assert len(reasons) == 1 and type(error).__name__ in reasons[0]
     assert engine.track(rgb3, tir3).valid and not engine.tracker.config.cuda_graphs
+
+
+def test_a_cuda_failure_while_setting_the_target_moves_to_the_cpu_with_that_box(tiny_model):
+    (rgb, tir), (rgb2, tir2) = synthetic_frames(2)
+    reasons = []
+    engine = TrackingEngine(
+        EngineConfig(device="cpu", cpu_threads=1), model=tiny_model, on_fallback=reasons.append, warn=lambda _: None
+    )
+    engine.tracker = FailsLikeCuda(engine.tracker, torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    first = engine.initialize(rgb, tir, (40, 30, 20, 16))
+    assert first.box == (40, 30, 20, 16) and engine.initialized and engine.device.type == "cpu"
+    assert len(reasons) == 1 and "OutOfMemoryError" in reasons[0]
+    assert engine.track(rgb2, tir2).valid
+    strict = TrackingEngine(EngineConfig(device="cpu", allow_cpu_fallback=False, cpu_threads=1), model=tiny_model)
+    strict.tracker = FailsLikeCuda(strict.tracker, RuntimeError("CUDA error: launch failure"))
+    with pytest.raises(RuntimeError, match="launch failure"):
+        strict.initialize(rgb, tir, (40, 30, 20, 16))
 
 
 def test_other_failures_are_not_hidden_by_a_fallback(tiny_model):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ckd_ros.cli import main as cli_main
 from ckd_ros.errors import ConfigError
 from ckd_ros.ros.launch_args import EXECUTABLES, launch_arguments, launch_bool, launch_plan, ros_package_found
 from ckd_ros.ros.params import PARAMS
@@ -153,6 +154,70 @@ def test_launch_arguments_are_the_plan_inputs_and_every_parameter():
     assert plan.remappings == [("rgb/image", "/cam/rgb"), ("thermal/image", "/cam/tir")]
 
 
+PARAMS_FILE_KEYS = {  # node key(s) → the file's text (one parameter, v)
+    "ckd_tracker": "ckd_tracker:\n  ros__parameters:\n    v: 1\n",
+    "/robot/ckd_tracker": "/robot/ckd_tracker:\n  ros__parameters:\n    v: 1\n",
+    "/**/ckd_tracker": "/**/ckd_tracker:\n  ros__parameters:\n    v: 1\n",
+    "/*/ckd_tracker": "/*/ckd_tracker:\n  ros__parameters:\n    v: 1\n",
+    "/**": "/**:\n  ros__parameters:\n    v: 1\n",
+    "robot: ckd_tracker (nested)": "robot:\n  ckd_tracker:\n    ros__parameters:\n      v: 1\n",
+    "/robot: ckd_tracker (nested)": "/robot:\n  ckd_tracker:\n    ros__parameters:\n      v: 1\n",
+    "other_node + /robot/ckd_tracker": (
+        "other:\n  ros__parameters:\n    v: 2\n/robot/ckd_tracker:\n  ros__parameters:\n    v: 1\n"
+    ),
+    "ckd_trackr": "ckd_trackr:\n  ros__parameters:\n    v: 1\n",
+}
+
+
+def rclpy_applies(path, namespace: str) -> bool:
+    """Whether rclpy gives the node ckd_tracker in ``namespace`` the file's parameter."""
+    rclpy = ros()
+    from rclpy.node import Node
+
+    ctx = rclpy.context.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(path)], context=ctx)
+    try:
+        node = Node("ckd_tracker", namespace=namespace, context=ctx, automatically_declare_parameters_from_overrides=True)
+        found = node.has_parameter("v")
+        node.destroy_node()
+        return found
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("namespace", ["", "/robot", "/fleet/robot"])
+@pytest.mark.parametrize("keys", list(PARAMS_FILE_KEYS))
+def test_a_params_file_is_refused_exactly_when_rclpy_would_ignore_it(tmp_path, capsys, keys, namespace):
+    """rcl silently skips a file keyed for another namespace (ckd_tracker: under namespace:=robot):
+    the node then ran on its defaults. The check must agree with rclpy itself, case by case."""
+    params = tmp_path / "p.yaml"
+    params.write_text(PARAMS_FILE_KEYS[keys])
+    applies = rclpy_applies(params, namespace)
+    if applies:
+        assert plan_for(params_file=str(params), namespace=namespace).params_file == str(params)
+        return
+    with pytest.raises(ConfigError, match=r"none of its node names \('.*'\) applies to the node /.*ckd_tracker") as err:
+        plan_for(params_file=str(params), namespace=namespace)
+    assert "'/**/ckd_tracker:'" in str(err.value)
+    assert cli_main(["launch", "--params-file", str(params), "--namespace", namespace]) == 2
+    assert "applies to the node" in capsys.readouterr().err
+
+
+def test_a_namespace_pushed_by_an_including_launch_file_counts(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text(PARAMS_FILE_KEYS["/robot/ckd_tracker"])
+    assert plan_for(params_file=str(params), ros_namespace="/robot").params_file == str(params)  # PushRosNamespace
+    with pytest.raises(ConfigError, match="applies to the node /outer/robot/ckd_tracker"):
+        plan_for(params_file=str(params), ros_namespace="outer", namespace="robot")
+    assert plan_for(params_file=str(params), ros_namespace="outer", namespace="/robot").params_file == str(params)
+
+
+def test_the_shipped_params_file_applies_in_any_namespace():
+    for namespace in ("", "robot", "/a/b/"):
+        assert plan_for(namespace=namespace).params_file == SHIPPED_YAML
+
+
 def test_launch_file_starts_the_node_from_launch_plan():
     """The launch file cannot run here (no launch packages); what it must do is call launch_plan in
     an OpaqueFunction and start what the plan says, with no condition or expression of its own."""
@@ -200,11 +265,12 @@ def node_process(*ros_args: str, lifecycle: bool = False) -> list[str]:
 
 @pytest.mark.ros
 def test_node_process_starts_with_integer_parameters_from_the_command_line_and_a_file(checkpoint, tmp_path):
+    """Also: rcl applies a file keyed /**/ckd_tracker (the shipped file's key) in a namespace."""
     ros()
     params = tmp_path / "ints.yaml"
-    params.write_text("ckd_tracker:\n  ros__parameters:\n    init_box: [50, 39, 40, 30]\n    debug_rate: 30\n")
+    params.write_text("/**/ckd_tracker:\n  ros__parameters:\n    init_box: [50, 39, 40, 30]\n    debug_rate: 30\n")
     cmd = node_process(
-        "-p", f"checkpoint:={checkpoint}", "-p", f"homography:={IDENTITY_INTS}", "-p", "slop:=1",
+        "-r", "__ns:=/robot", "-p", f"checkpoint:={checkpoint}", "-p", f"homography:={IDENTITY_INTS}", "-p", "slop:=1",
         "-p", "score_threshold:=1", "-p", "stack_branches:=on", "--params-file", str(params),
     )  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -296,3 +362,12 @@ def test_launch_args_imports_without_ros_or_launch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_ckd_ros_launch_gives_rcl_a_fully_qualified_namespace():
+    from ckd_ros.ros.launcher import node_command
+
+    for given in ("robot", "/robot", "/robot/"):  # rcl refuses a relative __ns remap: the node would not start
+        cmd = node_command(None, "/rgb", "/tir", [], given)
+        assert cmd[cmd.index("__ns:=/robot") - 1] == "-r"
+    assert not any(arg.startswith("__ns") for arg in node_command(None, "/rgb", "/tir", [], ""))

@@ -27,7 +27,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray  # noqa: E402
 
 from ckd_ros.ros.conversions import box_to_bbox, image_msg  # noqa: E402
-from ckd_ros.ros.node import CKDTrackerNode  # noqa: E402
+from ckd_ros.ros.node import CKDTrackerLifecycleNode, CKDTrackerNode  # noqa: E402
 from ckd_ros.ros.spinning import BackgroundSpinner  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -44,11 +44,14 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 class Graph:
-    """The node under test plus a peer node that publishes images and records outputs."""
+    """The node under test plus a peer node that publishes images and records outputs.
 
-    def __init__(self, checkpoint: str, **params) -> None:
+    ``lifecycle=True``: the managed node, left unconfigured; the test drives its transitions and
+    calls ``wait_connected`` once it is configured."""
+
+    def __init__(self, checkpoint: str, lifecycle: bool = False, **params) -> None:
         overrides = [Parameter("checkpoint", value=checkpoint)] + [Parameter(k, value=v) for k, v in params.items()]
-        self.node = CKDTrackerNode(parameter_overrides=overrides)
+        self.node = (CKDTrackerLifecycleNode if lifecycle else CKDTrackerNode)(parameter_overrides=overrides)
         self.peer = rclpy.create_node("test_peer")
         qos = RELIABLE if params.get("qos_reliability") == "reliable" else qos_profile_sensor_data
         self.pub_rgb = self.peer.create_publisher(Image, "rgb/image", qos)
@@ -69,11 +72,16 @@ class Graph:
         self.rng = np.random.default_rng(0)
         self.sec = 100
         self.closed = False
-        raw = [params.get(f"{s}_transport", "raw") == "raw" for s in ("rgb", "thermal")]  # else the test subscribes
+        self.raw = [params.get(f"{s}_transport", "raw") == "raw" for s in ("rgb", "thermal")]  # else the test subscribes
+        if not lifecycle:
+            self.wait_connected()
+
+    def wait_connected(self) -> None:
+        """Until the node's subscriptions (made at construction, or at a lifecycle configure) are matched."""
         assert wait_for(
             lambda: (
-                (not raw[0] or self.pub_rgb.get_subscription_count() >= 1)
-                and (not raw[1] or self.pub_tir.get_subscription_count() >= 1)
+                (not self.raw[0] or self.pub_rgb.get_subscription_count() >= 1)
+                and (not self.raw[1] or self.pub_tir.get_subscription_count() >= 1)
                 and self.pub_init.get_subscription_count() >= 1
             )
         )
@@ -348,7 +356,7 @@ def test_params_yaml_matches_the_declared_parameters():
     text = (Path(__file__).parents[1] / "config" / "ckd_tracker.yaml").read_text()
     assert text == yaml_text(), "config/ckd_tracker.yaml is stale: regenerate it (see ckd_ros.ros.params.yaml_text)"
     data = yaml.safe_load(text)
-    values = data["ckd_tracker"]["ros__parameters"]
+    values = data["/**/ckd_tracker"]["ros__parameters"]  # any namespace
     assert list(values) == [p.name for p in PARAMS]
     assert all(values[p.name] == p.default for p in PARAMS)
 
@@ -427,6 +435,79 @@ def test_lifecycle_node_transitions(checkpoint):
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
+
+
+def test_plain_node_outputs_are_plain_publishers(graph):
+    from rclpy.lifecycle import LifecyclePublisher
+
+    g = graph()
+    assert not any(isinstance(pub, LifecyclePublisher) for pub in (g.node.det_array_pub, g.node.det_pub, g.node.debug_pub))
+    g.publish_paced(2)
+    assert wait_for(lambda: len(g.arrays) >= 2)  # idle answers go out: nothing to activate
+
+
+def test_lifecycle_outputs_go_out_only_while_active_and_diagnostics_in_every_state(graph):
+    """Detections and the debug image are lifecycle publishers: silent while inactive, even for a
+    frame that was in inference at deactivate; /diagnostics flows while inactive too."""
+    import threading
+
+    from rclpy.lifecycle import LifecyclePublisher, TransitionCallbackReturn
+
+    ok = TransitionCallbackReturn.SUCCESS
+    g = graph(lifecycle=True, init_box=[50.0, 40.0, 40.0, 30.0], diagnostics_period=0.1, debug_rate=100.0)
+    debug: list[Image] = []
+    g.peer.create_subscription(Image, "/ckd_tracker/debug_image", debug.append, RELIABLE)
+    assert g.node.trigger_configure() == ok
+    g.wait_connected()
+    outputs = (g.node.det_array_pub, g.node.det_pub, g.node.debug_pub)
+    assert all(isinstance(pub, LifecyclePublisher) and not pub.is_activated for pub in outputs)
+    assert not isinstance(g.node.diag_pub, LifecyclePublisher)
+    assert wait_for(lambda: g.node.debug_pub.get_subscription_count() >= 1)
+
+    # inactive: pairs come in, nothing goes out (not even a direct publish), diagnostics do
+    n_diag = len(g.diags)
+    g.publish_paced(3)
+    g.node.det_array_pub.publish(Detection2DArray())
+    g.node.det_pub.publish(Detection2D())
+    time.sleep(0.4)
+    assert not g.arrays and not g.dets and not debug
+    assert wait_for(lambda: len(g.diags) >= n_diag + 3, 3)  # ~10 Hz while inactive
+    assert g.diags[-1].status[0].message == "inactive (lifecycle)" and g.diag()["state"] == "idle"
+
+    # active: detections and debug images arrive
+    assert g.node.trigger_activate() == ok and all(pub.is_activated for pub in outputs)
+    stamps = g.publish_paced(4)
+    assert wait_for(lambda: len(g.arrays) >= 4 and len(g.dets) >= 4 and len(debug) >= 1)
+    assert [a.header.stamp.sec for a in g.arrays] == stamps and all(len(a.detections) == 1 for a in g.arrays)
+
+    # deactivate while a frame is in inference: its answer is dropped by the disabled publishers
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+    real_track = g.node.tracker.track
+
+    def blocking(*a, **k):
+        entered.set()
+        release.wait(20)
+        try:
+            return real_track(*a, **k)
+        finally:
+            returned.set()
+
+    g.node.tracker.track = blocking
+    in_flight = g.publish()
+    assert entered.wait(5)
+    assert g.node.trigger_deactivate() == ok and not any(pub.is_activated for pub in outputs)
+    n_arrays, n_dets, n_debug, n_diag = len(g.arrays), len(g.dets), len(debug), len(g.diags)
+    release.set()
+    assert returned.wait(5)
+    del g.node.tracker.track
+    g.publish_paced(3)
+    time.sleep(0.4)
+    assert in_flight not in {a.header.stamp.sec for a in g.arrays}
+    assert (len(g.arrays), len(g.dets), len(debug)) == (n_arrays, n_dets, n_debug)
+    assert wait_for(lambda: len(g.diags) >= n_diag + 3, 3)
+    assert g.node.trigger_activate() == ok  # and out again on the next activate
+    resumed = g.publish_paced(2)
+    assert wait_for(lambda: {a.header.stamp.sec for a in g.arrays} >= set(resumed))
 
 
 def test_background_spinner_stops_promptly_while_callbacks_keep_coming():

@@ -211,3 +211,54 @@ def test_setting_the_same_init_box_again_re_acquires_the_target(graph):
     assert g.node.set_parameters([Parameter("score_threshold", value=0.3)])[0].successful
     g.publish_paced(2)
     assert wait_for(lambda: len(g.dets) >= 6) and {d.id for d in g.dets[-2:]} == {"2"}  # other sets do not re-init
+
+
+@pytest.mark.parametrize("stuck", ["track", "initialize"])
+def test_a_worker_stuck_past_cleanup_never_publishes_into_the_next_session(graph, stuck):
+    """An inference blocked past teardown's join (cleanup → configure → activate meanwhile): the old
+    worker's answer is dropped, not published by the new session's publishers, and the new session
+    tracks from its own init (a stuck *init* used to bump the new session's target id)."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    ok = TransitionCallbackReturn.SUCCESS
+    g = graph(lifecycle=True, init_box=INIT, diagnostics_period=0.1)
+    assert g.node.trigger_configure() == ok and g.node.trigger_activate() == ok
+    g.wait_connected()
+    g.publish_paced(2)
+    assert wait_for(lambda: len(g.dets) >= 2)
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+    real = getattr(g.node.tracker, stuck)
+
+    def slow(*a, **k):  # the inference of the old session, stuck past the join
+        entered.set()
+        release.wait(20)
+        try:
+            return real(*a, **k)
+        finally:
+            returned.set()
+
+    setattr(g.node.tracker, stuck, slow)
+    g.node.worker_join_timeout = 0.2
+    if stuck == "initialize":  # the same box again re-acquires: the next pair runs an init
+        assert g.node.set_parameters([Parameter("init_box", value=INIT)])[0].successful
+    stale = g.publish()
+    assert entered.wait(5)
+    old_worker = g.node.worker
+    assert g.node.trigger_deactivate() == ok and g.node.trigger_cleanup() == ok
+    assert old_worker.is_alive()  # the join timed out: the old worker is still in its inference
+    assert g.node.trigger_configure() == ok and g.node.trigger_activate() == ok
+    assert g.node.worker is not old_worker
+    g.wait_connected()
+    fresh = g.publish_paced(2)
+    assert wait_for(lambda: {a.header.stamp.sec for a in g.arrays} >= set(fresh))
+    release.set()  # the old inference returns, into the new session
+    assert returned.wait(5) and wait_for(lambda: not old_worker.is_alive(), 5)
+    later = g.publish_paced(2)
+    assert wait_for(lambda: {a.header.stamp.sec for a in g.arrays} >= set(later))
+    time.sleep(0.2)
+    assert stale not in {a.header.stamp.sec for a in g.arrays} | {d.header.stamp.sec for d in g.dets}
+    assert [len(a.detections) for a in g.arrays if a.header.stamp.sec in fresh + later] == [1, 1, 1, 1]
+    assert {d.id for d in g.dets if d.header.stamp.sec in fresh + later} == {"1"}  # the new session's own track
+    # the new session counts its own four frames, and no failure of the old worker
+    assert wait_for(lambda: g.diag().get("processed_total") == "4", 3) and g.diag()["errors"] == "0"

@@ -13,10 +13,15 @@ if TYPE_CHECKING:  # the geometry module imports torch; the bag tools need only 
     from ckd_ros.tracker.geometry import Box
 
 
+def centered_box(cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
+    """The (x, y, w, h) box of size ``w`` x ``h`` centred on (``cx``, ``cy``): the inverse of ``box_center``."""
+    w, h = float(w), float(h)
+    return float(cx) - w / 2, float(cy) - h / 2, w, h
+
+
 def bbox_box(bbox: Any) -> Box:
     """(x, y, w, h) of any object shaped like vision_msgs/BoundingBox2D (``center.position``, ``size_x/y``)."""
-    w, h = float(bbox.size_x), float(bbox.size_y)
-    return (float(bbox.center.position.x) - w / 2, float(bbox.center.position.y) - h / 2, w, h)
+    return centered_box(bbox.center.position.x, bbox.center.position.y, bbox.size_x, bbox.size_y)
 
 
 def box_center(box: Any) -> tuple[float, float, float, float]:

@@ -13,6 +13,10 @@ launch`` converts its ``-p`` overrides with the same ``parse_argument``.
 * Booleans (``lifecycle``, ``rviz``, boolean parameters): the words launch's ``IfCondition`` takes
   (launch 3.4.3 ``evaluate_condition_expression``: stripped, lower-cased, ``true``/``1`` or
   ``false``/``0``), anything else is an error rather than a silent false.
+* ``params_file`` must hold a node key that applies to the node where it is started: rcl matches
+  the file's top-level keys against the node's full name, so a file keyed ``ckd_tracker:`` is
+  silently ignored once ``namespace:=robot`` makes the node ``/robot/ckd_tracker``. The shipped file
+  is keyed ``/**/ckd_tracker`` (any namespace); a file none of whose keys match is an error.
 * ``rviz:=true`` without rviz2 installed is an error raised before anything is started: launch
   prints it as one line and exits 1, and no node is left running.
 * ``transport_profile`` (a Fast DDS XML profile: a shipped name such as ``large_images``, or a path)
@@ -25,7 +29,8 @@ launch`` converts its ``-p`` overrides with the same ``parse_argument``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +44,65 @@ TRUE_WORDS = ("true", "1")
 FALSE_WORDS = ("false", "0")
 NODE_NAME = "ckd_tracker"
 EXECUTABLES = {False: "ckd_tracker_node", True: "ckd_tracker_lifecycle_node"}
+
+
+def node_fqn(namespace: str, name: str = NODE_NAME) -> str:
+    """The node's fully qualified name in ``namespace`` ("", "robot", "/robot/" alike)."""
+    ns = namespace.strip().strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
+
+
+def launch_namespace(args: Mapping[str, str]) -> str:
+    """The namespace launch_ros gives the node: the ``namespace`` argument, under the namespace an
+    including launch file pushed (``PushRosNamespace`` sets ``ros_namespace``) unless it is absolute."""
+    namespace, pushed = args.get("namespace", "").strip(), str(args.get("ros_namespace", "") or "").strip("/")
+    if namespace.startswith("/") or not pushed:
+        return namespace
+    return f"/{pushed}/{namespace}" if namespace else f"/{pushed}"
+
+
+def params_node_names(data: Mapping[Any, Any], above: str = "") -> Iterator[str]:
+    """The node names a parameter file gives parameters to: rcl reads nested keys above a
+    ``ros__parameters`` as namespace levels (``robot: {ckd_tracker: {ros__parameters: …}}`` is
+    ``robot/ckd_tracker``)."""
+    for key, value in data.items():
+        if not isinstance(value, Mapping):
+            continue
+        name = f"{above}/{str(key).strip('/')}" if above else str(key)
+        if "ros__parameters" in value:
+            yield name
+        yield from params_node_names({k: v for k, v in value.items() if k != "ros__parameters"}, name)
+
+
+def node_key_matches(key: str, fqn: str) -> bool:
+    """Whether a parameter file's node name ``key`` applies to the node ``fqn`` as rclpy matches it:
+    a leading slash is implied, ``/*`` stands for one namespace level and ``/**`` for any number
+    (rclpy turns ``/*`` into the regex ``(/\\w+)``, so ``/**`` becomes ``(/\\w+)*``)."""
+    key = key if key.startswith("/") else "/" + key
+    pattern = re.escape(key).replace(r"/\*", r"(/\w+)").replace(r"\*", "*")
+    return re.fullmatch(pattern, fqn) is not None
+
+
+def check_params_file(path: str, namespace: str = "") -> None:
+    """A parameter file the node will read: UTF-8 YAML mapping node names to parameters, with a node
+    name that applies to this node in ``namespace``. rcl would otherwise print a C stack of parse
+    errors, run with defaults on undecodable bytes, or skip a file keyed for another namespace."""
+    from ckd_ros.data.files import read_text
+
+    text = read_text(path, "parameter file")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping (/**/{NODE_NAME}: ros__parameters: ...), got {type(data).__name__}")
+    fqn, names = node_fqn(namespace), list(params_node_names(data))
+    if not any(node_key_matches(name, fqn) for name in names):
+        found = ", ".join(repr(n) for n in names[:4]) or "none with ros__parameters"
+        raise ConfigError(
+            f"{path}: none of its node names ({found}) applies to the node {fqn}, which would run on its defaults; "
+            f"key the parameters under '/**/{NODE_NAME}:' (any namespace) or '{fqn}:'"
+        )
 
 
 def launch_bool(name: str, text: str) -> bool:
@@ -162,6 +226,8 @@ def launch_plan(
     params_file = args.get("params_file", "")
     if not os.path.isfile(params_file):
         raise ConfigError(f"params_file={params_file!r} is not a file")
+    namespace = launch_namespace(args)
+    check_params_file(params_file, namespace)
     remappings = []
     for topic, arg in (("rgb/image", "rgb_topic"), ("thermal/image", "thermal_topic")):
         target = args.get(arg, topic).strip()

@@ -40,8 +40,8 @@ def node_command(
         "-r",
         f"thermal/image:={thermal_topic}",
     ]
-    if namespace:
-        cmd += ["-r", f"__ns:={namespace}"]
+    if namespace.strip("/"):  # rcl takes only a fully qualified namespace remap: robot → /robot
+        cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
     for item in overrides:
         name, sep, text = item.partition(":=")
         if not sep or name not in BY_NAME:

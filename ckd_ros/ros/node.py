@@ -17,6 +17,7 @@ mailbox; a worker thread owns the model, preprocesses, tracks and publishes.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -38,6 +39,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 from ckd_ros.engine import EngineConfig, TrackingEngine
 from ckd_ros.errors import CKDError, InputError
 from ckd_ros.preprocess import AGCConfig, FramePreprocessor, PreprocessConfig
+from ckd_ros.ros.bbox import centered_box
 from ckd_ros.ros.conversions import bbox_to_box, detection, detection_array, image_msg, raw_image, stamp_seconds
 from ckd_ros.ros.health import ERROR, OK, WARN, Health
 from ckd_ros.ros.loss import StreamLoss
@@ -89,7 +91,13 @@ class TrackerNodeMixin:
     ``_declare`` declares the parameters (construction); ``_setup`` loads the model and creates the
     topics, service, timer and worker (construction, or lifecycle *configure*); ``_teardown``
     undoes it (destruction, or *cleanup*). Pairs are processed only while ``active``.
+
+    Each ``_setup`` starts a new *session* (a number the worker is given); ``_teardown`` ends it.
+    A worker that outlives its session (its join timed out while an inference was blocked) drops
+    whatever it finishes: it never publishes into, or takes the init of, a later session.
     """
+
+    worker_join_timeout = 5.0  # seconds teardown waits for the worker's frame in flight
 
     def _declare(self) -> None:
         """Declare and validate every parameter. A bad start-up value (wrong type, length, range,
@@ -101,16 +109,17 @@ class TrackerNodeMixin:
         self.log = self.get_logger()
         self.active = False
         self.configured = False
+        self._session = 0  # bumped by every _setup and _teardown
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _setup(self) -> None:
         self.preprocess = FramePreprocessor(preprocess_config(self.p))
-        self.health = Health()
+        health = self.health = Health()  # the engine reports to this session's health, never a later one's
         self.engine = TrackingEngine(
             EngineConfig.from_mapping(self.p),
             log=self.log.info,
             warn=self.log.warning,
-            on_fallback=lambda reason: self.health.record("cuda_fallback", reason),
+            on_fallback=lambda reason: health.record("cuda_fallback", reason),
         )
         self.state = "idle"
         self.track_id = 0
@@ -126,10 +135,11 @@ class TrackerNodeMixin:
         self._last_debug = 0.0
         self.rates = {k: RateMeter() for k in ("rgb", "thermal", "pair", "processed")}
         self.latency = LatencyStats()
-        self.det_array_pub = self.create_publisher(Detection2DArray, "~/detections", RELIABLE)
-        self.det_pub = self.create_publisher(Detection2D, "~/detection", RELIABLE)
-        self.debug_pub = self.create_publisher(Image, "~/debug_image", QoSProfile(depth=2))
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self._outputs: list = []
+        self.det_array_pub = self._output_publisher(Detection2DArray, "~/detections", RELIABLE)
+        self.det_pub = self._output_publisher(Detection2D, "~/detection", RELIABLE)
+        self.debug_pub = self._output_publisher(Image, "~/debug_image", QoSProfile(depth=2))
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)  # in every state
         reliability = ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         self.input_qos = QoSProfile(reliability=reliability, history=HistoryPolicy.KEEP_LAST, depth=self.p["qos_depth"])
         self.loss = {k: StreamLoss(pause=self.p["no_pair_warn_seconds"]) for k in STREAMS}
@@ -151,7 +161,13 @@ class TrackerNodeMixin:
             self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics),
         ]
         self.mailbox = Mailbox()
-        self.worker = Worker(self.mailbox, self._process, self._on_worker_error)
+        self._session += 1
+        session = self._session
+        self.worker = Worker(
+            self.mailbox,
+            functools.partial(self._process, session=session),
+            functools.partial(self._on_worker_error, session=session),
+        )
         self.worker.start()
         self.started = time.monotonic()
         if self.p["init_box"][2] > 0:
@@ -173,7 +189,15 @@ class TrackerNodeMixin:
         if not self.configured:
             return
         self.active = self.configured = False
-        self.worker.stop()
+        with self._ctl:  # from here the worker's frame in flight, if any, is stale: it publishes nothing
+            self._session += 1
+        self.worker.stop(self.worker_join_timeout)
+        if self.worker.is_alive():
+            self.log.warning(
+                f"the worker did not stop within {self.worker_join_timeout:.1f} s (a frame still in inference); "
+                "it is left to finish on its own, and what it finishes is dropped, never published; its model "
+                "stays in memory (GPU memory included) until then"
+            )
         self.sync.destroy(self)
         for entity in self._entities:
             destroy = {Trigger: self.destroy_service}.get(getattr(entity, "srv_type", None))
@@ -183,9 +207,22 @@ class TrackerNodeMixin:
                 self.destroy_timer(entity)
             else:
                 self.destroy_subscription(entity)
-        for pub in (self.det_array_pub, self.det_pub, self.debug_pub, self.diag_pub):
-            self.destroy_publisher(pub)
+        destroy = self.destroy_lifecycle_publisher if isinstance(self, LifecycleNode) else self.destroy_publisher
+        for pub in self._outputs:
+            destroy(pub)
+        self.destroy_publisher(self.diag_pub)
         del self.engine  # frees the model (and GPU memory) until the next configure
+
+    def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile):
+        """A publisher of an output topic (detections, debug image). On the lifecycle node it is a
+        lifecycle publisher, enabled and disabled with the node (rclpy's LifecycleNode passes
+        activate / deactivate to it), so nothing goes out while inactive, not even a frame that
+        was in inference at deactivate; on the plain node a plain one. Diagnostics are not an
+        output: they flow in every state. ``_teardown`` destroys every publisher made here."""
+        create = self.create_lifecycle_publisher if isinstance(self, LifecycleNode) else self.create_publisher
+        pub = create(msg_type, topic, qos)
+        self._outputs.append(pub)
+        return pub
 
     # -- model ---------------------------------------------------------------------------------
     @property
@@ -238,7 +275,7 @@ class TrackerNodeMixin:
             x -= self._last_size[1]  # a click on the thermal half of the debug image
         w, h = self.p["init_point_box_size"]
         stamp = stamp_seconds(msg.header.stamp)
-        self._request_init((x - w / 2, y - h / 2, w, h), stamp if stamp > 0 else None, "~/init_point")
+        self._request_init(centered_box(x, y, w, h), stamp if stamp > 0 else None, "~/init_point")
 
     def _on_reset(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         with self._ctl:
@@ -279,11 +316,16 @@ class TrackerNodeMixin:
         return SetParametersResult(successful=True)
 
     # -- worker --------------------------------------------------------------------------------
-    def _on_worker_error(self, exc: BaseException) -> None:
+    def _on_worker_error(self, exc: BaseException, session: int) -> None:
+        if session != self._session:
+            self.log.info(f"a frame of an ended session failed after its cleanup ({type(exc).__name__}: {exc}); ignored")
+            return
         self.health.record("error", f"{type(exc).__name__}: {exc}")
         self.log.error(f"frame failed ({type(exc).__name__}: {exc})", throttle_duration_sec=5.0)
 
-    def _fail(self, outcome: str, message: str) -> None:
+    def _fail(self, outcome: str, message: str, session: int) -> None:
+        if session != self._session:  # an ended session's frame: not this session's health
+            return
         self.health.record(outcome, message)
         self.log.warning(message, throttle_duration_sec=5.0)
 
@@ -313,48 +355,67 @@ class TrackerNodeMixin:
         self._pending_init = None
         return req
 
-    def _initialize(self, rgb, tir, req: InitRequest) -> TrackResult | None:
+    def _initialize(self, engine: TrackingEngine, rgb, tir, req: InitRequest, session: int) -> TrackResult | None:
         try:
-            result = self.engine.initialize(rgb, tir, req.box)  # published: the first output is the init box
+            result = engine.initialize(rgb, tir, req.box)  # published: the first output is the init box
         except CKDError as exc:
-            self._fail("init_rejected", f"init from {req.source} rejected: {exc}")
+            self._fail("init_rejected", f"init from {req.source} rejected: {exc}", session)
             return None
-        self.track_id += 1
-        self.log.info(f"tracking target #{self.track_id} from {req.source}")
+        with self._ctl:
+            if self._stale(session):  # cleaned up while the init ran: the new session's target ids stay
+                return None
+            self.track_id += 1
+            track_id = self.track_id
+        self.log.info(f"tracking target #{track_id} from {req.source}")
         return result
 
-    def _track(self, rgb, tir) -> TrackResult | None:
+    def _track(self, engine: TrackingEngine, rgb, tir, session: int) -> TrackResult | None:
         """One tracked frame; None when the frame was skipped (frames of another size)."""
         try:
-            result = self.engine.track(rgb, tir)  # a CUDA failure moves the engine to the CPU inside
+            result = engine.track(rgb, tir)  # a CUDA failure moves the engine to the CPU inside
         except InputError as exc:  # frames no longer of the size the target was initialised on
-            self._fail("size_mismatch", f"pair skipped: {exc}")
+            self._fail("size_mismatch", f"pair skipped: {exc}", session)
             return None
         if not result.valid:
-            self._fail("nonfinite", f"the network's output is not finite (score {result.score}); target reported lost")
+            msg = f"the network's output is not finite (score {result.score}); target reported lost"
+            self._fail("nonfinite", msg, session)
         return result
 
-    def _process(self, item: tuple[Image, Image, float]) -> None:
+    def _stale(self, session: int) -> bool:
+        """Whether the worker's ``session`` has ended (called under ``_ctl``): its frame is dropped."""
+        if session == self._session:
+            return False
+        self.log.info(f"dropped a frame finished after its session ended (session {session}, now {self._session})")
+        return True
+
+    def _process(self, item: tuple[Image, Image, float], session: int) -> None:
         rgb_msg, thermal_msg, arrived = item
+        if session != self._session:
+            return
         self.health.started()
         try:
             rgb, tir = self.preprocess(raw_image(rgb_msg), raw_image(thermal_msg))
         except CKDError as exc:
-            self._fail("malformed", f"malformed image pair skipped: {exc}")
+            self._fail("malformed", f"malformed image pair skipped: {exc}", session)
             return
         self._last_size = rgb.shape[:2]
         with self._ctl:
+            if self._stale(session):  # never take a later session's init
+                return
+            engine = self.engine  # this session's, even if a cleanup and configure happen during the frame
             generation = self._generation
             init = self._take_init(stamp_seconds(rgb_msg.header.stamp))
         if generation != self._tracker_generation:  # a reset since the last frame
-            self.engine.reset()
+            engine.reset()
             self._tracker_generation = generation
-        result = self._initialize(rgb, tir, init) if init is not None else None
-        if result is None and self.engine.initialized:  # no init, or a rejected one: the old target goes on
-            result = self._track(rgb, tir)
+        result = self._initialize(engine, rgb, tir, init, session) if init is not None else None
+        if result is None and engine.initialized:  # no init, or a rejected one: the old target goes on
+            result = self._track(engine, rgb, tir, session)
             if result is None:
                 return
         with self._ctl:
+            if self._stale(session):  # cleaned up while this frame ran (a join that timed out)
+                return
             if generation != self._generation:
                 self.health.record("ok")
                 return  # reset while this frame ran: its answer is stale
@@ -372,9 +433,9 @@ class TrackerNodeMixin:
         if result is None or result.valid:
             self.health.record("ok")
         self.latency.add((time.monotonic() - arrived) * 1000.0)
-        self._maybe_debug(rgb_msg, rgb, tir, result)
+        self._maybe_debug(rgb_msg, rgb, tir, result, session)
 
-    def _maybe_debug(self, rgb_msg: Image, rgb, tir, result) -> None:
+    def _maybe_debug(self, rgb_msg: Image, rgb, tir, result, session: int) -> None:
         if not self.p["debug_image"] or self.debug_pub.get_subscription_count() == 0:
             return
         now = time.monotonic()
@@ -385,7 +446,10 @@ class TrackerNodeMixin:
         caption = f"{self.state}  score {result.score:.2f}" if result is not None else self.state
         caption += f"  {self.rates['processed'].rate():.1f} FPS"
         img = annotate_pair(rgb, tir, box, caption, lost=self.state == "lost", layout=self.p["debug_layout"])
-        self.debug_pub.publish(image_msg(img, "rgb8", rgb_msg.header))
+        msg = image_msg(img, "rgb8", rgb_msg.header)
+        with self._ctl:  # drawn outside the lock; published only if the session has not ended meanwhile
+            if not self._stale(session):
+                self.debug_pub.publish(msg)
 
     # -- diagnostics ---------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -496,20 +560,21 @@ class CKDTrackerLifecycleNode(TrackerNodeMixin, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self.active = True
-        return super().on_activate(state)
+        result = super().on_activate(state)  # enables the lifecycle publishers (rclpy's managed entities)
+        self.active = result == TransitionCallbackReturn.SUCCESS
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self.active = False
+        self.active = False  # no new pairs; the disabled publishers drop a frame still in inference
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._teardown()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_cleanup(state)
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._teardown()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_shutdown(state)
 
     def destroy_node(self) -> None:
         """Ctrl-C runs no shutdown transition: stop the worker here, before the handles go."""

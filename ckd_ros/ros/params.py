@@ -351,7 +351,8 @@ def yaml_text() -> str:
     lines = [
         "# ckd_tracker parameters (ros2 launch ckd_ros ckd_tracker.launch.py, or ckd-ros launch).",
         "# Every parameter is also a launch argument of the same name. Descriptions: ros2 param describe.",
-        "ckd_tracker:",
+        "# Keyed for the node in any namespace (a plain 'ckd_tracker:' would not apply under namespace:=...).",
+        "/**/ckd_tracker:",
         "  ros__parameters:",
     ]
     for p in PARAMS:
