@@ -132,9 +132,10 @@ def test_bag_commands(dataset, tmp_path, capsys):
     assert cli_main(["bag", "replay", str(tmp_path / "nope")]) == 2
 
 
-def write_bag_with(seq, out, malformed=(), first_gt=None):
+def write_bag_with(seq, out, malformed=(), first_gt=None, empty=()):
     """A bag as ``write_sequence_bag`` writes it, except that the RGB frames at ``malformed`` carry
-    an encoding no camera has (a pair the node must skip) and the first GT box is ``first_gt``."""
+    an encoding no camera has (a pair the node must skip), those at ``empty`` are 0x0 with no data,
+    and the first GT box is ``first_gt``."""
     from rosbags.rosbag2 import Writer
 
     from ckd_ros.ros.bags import _detection, _image
@@ -149,6 +150,9 @@ def write_bag_with(seq, out, malformed=(), first_gt=None):
             msg = _image(store, rgb, "rgb8", t, "cam")
             if i in malformed:
                 msg.encoding = "weird42"
+            if i in empty:
+                msg.height = msg.width = msg.step = 0
+                msg.data = np.zeros(0, np.uint8)
             w.write(c_rgb, t, store.serialize_cdr(msg, img_t))
             w.write(c_tir, t, store.serialize_cdr(_image(store, tir[:, :, 0], "mono8", t, "cam"), img_t))
             box = np.asarray(first_gt if i == 0 and first_gt is not None else gt[i], float)
@@ -198,3 +202,17 @@ def test_a_nan_first_ground_truth_box_starts_the_replay_at_the_first_valid_one(d
     assert "NaN" in report.note and "replaying from frame 1 of 24" in report.note and report.note in report.text()
     assert report.frames == 23
     assert np.allclose(report.boxes[0], seq.gt["aligned"][1], atol=1e-3)  # the node's first answer is its init box
+
+
+def test_unreadable_first_frames_are_skipped_with_a_note_not_misread_as_a_0x0_image(dataset, tmp_path):
+    """A box used to be checked against a '0x0 image' there: a good --init was refused."""
+    (seq,) = read_dataset("synthetic", dataset)
+    bag = write_bag_with(seq, tmp_path / "empty_first", empty=(0, 1))
+    init = tuple(float(v) for v in seq.gt["aligned"][2])
+    report = replay(bag, str(dataset.parent / "tiny.pt"), mode="lockstep", init_box=init, progress=False)
+    assert "first 2 RGB frame(s) are not readable images" in report.note and report.frames == 22
+    from_gt = replay(bag, str(dataset.parent / "tiny.pt"), mode="lockstep", progress=False)
+    assert "not a readable image" in from_gt.note and "replaying from frame 2 of 24" in from_gt.note
+    assert "0x0" not in from_gt.note and from_gt.frames == 22
+    with pytest.raises(InputError, match="no RGB frame on /rgb/image is a readable image"):
+        replay(write_bag_with(seq, tmp_path / "all_empty", empty=range(24)), None, init_box=init, progress=False)

@@ -202,7 +202,7 @@ class BagFrames:
     rgb: list[tuple[int, bytes]]
     thermal: list[tuple[int, bytes]]
     gt: dict[int, tuple[float, float, float, float]]
-    rgb_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    rgb_sizes: dict[int, tuple[int, int] | None] = field(default_factory=dict)  # None: not a readable image
     transports: tuple[str, str] = ("raw", "raw")  # per stream: raw Image, or CompressedImage on <topic>/compressed
     topics: tuple[str, str] = ("", "")  # the bag topics the RGB and thermal frames came from
 
@@ -256,18 +256,19 @@ def _image_topic(path: Path, topic: str, types: dict[str, str]) -> tuple[str, st
     raise InputError(f"{path}: no topic {topic} (nor {topic}/compressed); the bag has {sorted(types)}")
 
 
-def _declared_size(msg, kind: str) -> tuple[int, int]:
-    """(height, width) of an RGB frame: the Image's fields, or the compressed file's header (0x0
-    where the data is not an image: the node reports it when it arrives)."""
+def _declared_size(msg, kind: str) -> tuple[int, int] | None:
+    """(height, width) of an RGB frame: the Image's fields, or the compressed file's header; None
+    where the data is not an image (the node counts it as malformed when it arrives)."""
     if kind == IMAGE:
-        return int(msg.height), int(msg.width)
-    from ckd_ros.preprocess.compressed import header_size
+        height, width = int(msg.height), int(msg.width)
+    else:
+        from ckd_ros.preprocess.compressed import header_size
 
-    try:
-        _, width, height = header_size(memoryview(np.asarray(msg.data, np.uint8)))
-    except InputError:
-        return 0, 0
-    return height, width
+        try:
+            _, width, height = header_size(memoryview(np.asarray(msg.data, np.uint8)))
+        except InputError:
+            return None
+    return (height, width) if height > 0 and width > 0 else None
 
 
 def _ns(stamp) -> int:

@@ -101,8 +101,12 @@ def _start_from_ground_truth(
         if box is None:
             first_problem = first_problem or "no ground-truth box at the first frame"
             continue
+        size = frames.rgb_sizes.get(stamp)
+        if size is None:
+            first_problem = first_problem or "the first RGB frame is not a readable image"
+            continue
         try:
-            check_box(box, frames.rgb_sizes[stamp])
+            check_box(box, size)
         except InputError as exc:
             first_problem = first_problem or f"the first frame's ground-truth {exc}"
             continue
@@ -143,10 +147,16 @@ def replay(
         start, init_box, note = _start_from_ground_truth(bag, frames, pairs, topics)
         pairs = pairs[start:]
     else:
+        start = next((k for k, (stamp, _, _) in enumerate(pairs) if frames.rgb_sizes.get(stamp)), None)
+        if start is None:
+            raise InputError(f"{bag}: no RGB frame on {topics.rgb} is a readable image")
+        if start:
+            note = f"note: the first {start} RGB frame(s) are not readable images; replaying from frame {start} of {len(pairs)}"
         try:
-            init_box = check_box(init_box, frames.rgb_sizes[pairs[0][0]])
+            init_box = check_box(init_box, frames.rgb_sizes[pairs[start][0]])
         except InputError as exc:
             raise InputError(f"{bag}: init {exc}") from None
+        pairs = pairs[start:]
     report = play_through_node(
         pairs,
         frames.gt or None,
