@@ -155,6 +155,11 @@ def cpu_int8_probe() -> Probe:
 
 BF16_MIN_SPEEDUP = 1.3
 INT8_MIN_SPEEDUP = 1.5
+# int8 wins over an accepted bf16 only by this factor on the probes: it also quantises activations
+# on every call and keeps attention in fp32, which a matmul probe does not see. On an AMD EPYC
+# (AVX-512 VNNI + BF16, no AMX) the probes measured int8 5.3x, bf16 3.0x and the ViT-B forward
+# 3.17x vs 2.33x (bench/bench_backends.py, README "Speed").
+INT8_OVER_BF16 = 1.5
 # Largest relative error auto accepts on the probe product. Measured there: bf16 0.0035, int8
 # 0.014 (VNNI) or 0.021 (7-bit activations); int8 with saturating 8-bit activations 0.089. The
 # same bound as the int8 layer tests (test_int8.py).
@@ -183,11 +188,12 @@ def _refusal(precision: str, probe: Probe, min_speedup: float) -> str:
 def auto_precision(device: torch.device, cfg: object, on_refused: Callable[[str], None] | None = None) -> str:
     """The fast path where it pays: fp16 on CUDA (tensor cores on every NVIDIA GPU, Jetson included).
     On a CPU, for ViT-B-sized models: bf16 where a probe measures bf16 matmuls at least
-    ``BF16_MIN_SPEEDUP`` times faster (AMX), else int8 where its probe measures at least
+    ``BF16_MIN_SPEEDUP`` times faster (AMX, AMD Zen 4), int8 where its probe measures at least
     ``INT8_MIN_SPEEDUP`` (VNNI); fp32 otherwise. Either is taken only if its probe output is within
-    ``AUTO_TOLERANCE`` of fp32 on this machine. bf16 comes first: it needs no model surgery and
-    rounds less. Small models stay fp32 on CPU: per-op overhead bounds them, not matmul
-    throughput, so int8 and bf16 only add conversions there (bench/bench_model.py, README "Speed").
+    ``AUTO_TOLERANCE`` of fp32 on this machine. Where both pass, bf16 unless int8's probe is
+    ``INT8_OVER_BF16`` times bf16's: bf16 needs no model surgery and rounds less. Small models stay
+    fp32 on CPU: per-op overhead bounds them, not matmul throughput, so int8 and bf16 only add
+    conversions there (bench/bench_model.py, README "Speed").
 
     ``on_refused`` gets one line per reduced precision the probes turned down on this CPU, saying
     why (no such instructions or kernels, outputs off fp32, too slow), so a user who does not get
@@ -198,15 +204,25 @@ def auto_precision(device: torch.device, cfg: object, on_refused: Callable[[str]
     if _is_small(cfg):
         return "fp32"
     refused = on_refused or (lambda _line: None)
+    bf16: Probe | None = None
     if not cpu_supports_bf16():
         refused("precision auto: bf16 refused: no AVX-512 BF16 or AMX instructions on this CPU")
-    elif reason := _refusal("bf16", cpu_bf16_probe(), BF16_MIN_SPEEDUP):
+    elif reason := _refusal("bf16", probe := cpu_bf16_probe(), BF16_MIN_SPEEDUP):
         refused(reason)
     else:
+        bf16 = probe
+    int8 = cpu_int8_probe()
+    if reason := _refusal("int8", int8, INT8_MIN_SPEEDUP):
+        if bf16 is None:
+            refused(reason)
+        return "bf16" if bf16 is not None else "fp32"
+    if bf16 is not None and int8.speedup <= INT8_OVER_BF16 * bf16.speedup:
         return "bf16"
-    if reason := _refusal("int8", cpu_int8_probe(), INT8_MIN_SPEEDUP):
-        refused(reason)
-        return "fp32"
+    if bf16 is not None:
+        refused(
+            f"precision auto: bf16 passed over: int8 is faster on this CPU ({int8.speedup:.1f}x fp32's speed on the "
+            f"probe product against bf16's {bf16.speedup:.1f}x)"
+        )
     return "int8"
 
 

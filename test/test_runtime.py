@@ -21,6 +21,17 @@ def test_auto_precision_follows_the_measured_speeds(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_probe", lambda: Probe(2.0, 0.004))
     monkeypatch.setattr(runtime, "cpu_int8_probe", lambda: Probe(3.0, 0.014))
     assert runtime.auto_precision(CPU, vitb) == "bf16"  # bf16 first where it pays: no surgery, less rounding
+    monkeypatch.setattr(runtime, "cpu_bf16_probe", lambda: Probe(3.0, 0.004))
+    monkeypatch.setattr(runtime, "cpu_int8_probe", lambda: Probe(5.3, 0.014))  # an AMD EPYC (VNNI, BF16, no AMX)
+    lines = []
+    assert runtime.auto_precision(CPU, vitb, on_refused=lines.append) == "int8"  # int8 clearly faster there
+    assert lines == [
+        "precision auto: bf16 passed over: int8 is faster on this CPU (5.3x fp32's speed on the probe product "
+        "against bf16's 3.0x)"
+    ]
+    monkeypatch.setattr(runtime, "cpu_int8_probe", lambda: Probe(5.3, 0.089))  # ... unless int8 is wrong there
+    assert runtime.auto_precision(CPU, vitb) == "bf16"
+    monkeypatch.setattr(runtime, "cpu_int8_probe", lambda: Probe(3.0, 0.014))
     assert runtime.auto_precision(CPU, small) == "fp32"  # small models: fp32 whatever the CPU
     monkeypatch.setattr(runtime, "cpu_bf16_probe", lambda: Probe(0.7, 0.004))  # the flag alone is not enough
     assert runtime.auto_precision(CPU, vitb) == "int8"
