@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,24 @@ from ckd_ros.ros.spinning import BackgroundSpinner  # noqa: E402
 
 pytestmark = pytest.mark.ros
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def block(tracker, method: str) -> tuple[threading.Event, threading.Event, threading.Event]:
+    """Make ``tracker.<method>`` block until released, as an inference stuck on a slow device:
+    (entered, release, returned) events."""
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+    real = getattr(tracker, method)
+
+    def blocking(*a, **k):
+        entered.set()
+        release.wait(20)
+        try:
+            return real(*a, **k)
+        finally:
+            returned.set()
+
+    setattr(tracker, method, blocking)
+    return entered, release, returned
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -449,8 +468,6 @@ def test_plain_node_outputs_are_plain_publishers(graph):
 def test_lifecycle_outputs_go_out_only_while_active_and_diagnostics_in_every_state(graph):
     """Detections and the debug image are lifecycle publishers: silent while inactive, even for a
     frame that was in inference at deactivate; /diagnostics flows while inactive too."""
-    import threading
-
     from rclpy.lifecycle import LifecyclePublisher, TransitionCallbackReturn
 
     ok = TransitionCallbackReturn.SUCCESS
@@ -481,18 +498,7 @@ def test_lifecycle_outputs_go_out_only_while_active_and_diagnostics_in_every_sta
     assert [a.header.stamp.sec for a in g.arrays] == stamps and all(len(a.detections) == 1 for a in g.arrays)
 
     # deactivate while a frame is in inference: its answer is dropped by the disabled publishers
-    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
-    real_track = g.node.tracker.track
-
-    def blocking(*a, **k):
-        entered.set()
-        release.wait(20)
-        try:
-            return real_track(*a, **k)
-        finally:
-            returned.set()
-
-    g.node.tracker.track = blocking
+    entered, release, returned = block(g.node.tracker, "track")
     in_flight = g.publish()
     assert entered.wait(5)
     assert g.node.trigger_deactivate() == ok and not any(pub.is_activated for pub in outputs)

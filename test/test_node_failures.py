@@ -227,18 +227,7 @@ def test_a_worker_stuck_past_cleanup_never_publishes_into_the_next_session(graph
     g.wait_connected()
     g.publish_paced(2)
     assert wait_for(lambda: len(g.dets) >= 2)
-    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
-    real = getattr(g.node.tracker, stuck)
-
-    def slow(*a, **k):  # the inference of the old session, stuck past the join
-        entered.set()
-        release.wait(20)
-        try:
-            return real(*a, **k)
-        finally:
-            returned.set()
-
-    setattr(g.node.tracker, stuck, slow)
+    entered, release, returned = test_node.block(g.node.tracker, stuck)  # the old session's inference, stuck past the join
     g.node.worker_join_timeout = 0.2
     if stuck == "initialize":  # the same box again re-acquires: the next pair runs an init
         assert g.node.set_parameters([Parameter("init_box", value=INIT)])[0].successful
