@@ -158,7 +158,7 @@ INT8_MIN_SPEEDUP = 1.5
 # int8 wins over an accepted bf16 only by this factor on the probes: it also quantises activations
 # on every call and keeps attention in fp32, which a matmul probe does not see. On an AMD EPYC
 # (AVX-512 VNNI + BF16, no AMX) the probes measured int8 5.3x, bf16 3.0x and the ViT-B forward
-# 3.17x vs 2.33x (bench/bench_backends.py, README "Speed").
+# 3.1x vs 2.3x (bench/bench_backends.py, README "Speed").
 INT8_OVER_BF16 = 1.5
 # Largest relative error auto accepts on the probe product. Measured there: bf16 0.0035, int8
 # 0.014 (VNNI) or 0.021 (7-bit activations); int8 with saturating 8-bit activations 0.089. The

@@ -13,10 +13,11 @@ launch`` converts its ``-p`` overrides with the same ``parse_argument``.
 * Booleans (``lifecycle``, ``rviz``, boolean parameters): the words launch's ``IfCondition`` takes
   (launch 3.4.3 ``evaluate_condition_expression``: stripped, lower-cased, ``true``/``1`` or
   ``false``/``0``), anything else is an error rather than a silent false.
-* ``params_file`` must hold a node key that applies to the node where it is started: rcl matches
-  the file's top-level keys against the node's full name, so a file keyed ``ckd_tracker:`` is
-  silently ignored once ``namespace:=robot`` makes the node ``/robot/ckd_tracker``. The shipped file
-  is keyed ``/**/ckd_tracker`` (any namespace); a file none of whose keys match is an error.
+* ``params_file`` must name the node where it is started: rclpy matches the file's node names
+  (nested keys are namespace levels) against the node's full name, so a file keyed
+  ``ckd_tracker:`` is silently ignored once ``namespace:=robot`` makes the node
+  ``/robot/ckd_tracker``. The shipped file is keyed ``/**/ckd_tracker`` (any namespace); a file none
+  of whose node names match is an error.
 * ``rviz:=true`` without rviz2 installed is an error raised before anything is started: launch
   prints it as one line and exits 1, and no node is left running.
 * ``transport_profile`` (a Fast DDS XML profile: a shipped name such as ``large_images``, or a path)
