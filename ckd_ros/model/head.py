@@ -99,8 +99,13 @@ def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+def _trunk_widths(cin: int, width: int) -> list[int]:
+    """A CENTER trunk's channels: ``cin`` in, then ``width`` narrowing /2, /4, /8 over four layers."""
+    return [cin, width, width // 2, width // 4, width // 8]
+
+
 def _trunk(cin: int, width: int, cout: int) -> list[nn.Module]:
-    widths = [cin, width, width // 2, width // 4, width // 8]
+    widths = _trunk_widths(cin, width)
     convs: list[nn.Module] = [_conv_bn_relu(widths[i], widths[i + 1]) for i in range(4)]
     return [*convs, nn.Conv2d(widths[4], cout, 1)]
 
@@ -126,7 +131,7 @@ class CenterHead(BoxHead):
     def param_layout(in_channels: int, width: int, prefix: str = "") -> Layout:
         """Per trunk four conv + BatchNorm layers narrowing ``width`` → /2 → /4 → /8, then a 1x1
         convolution (docs/checkpoints.md, "The inference keys")."""
-        widths = [in_channels, width, width // 2, width // 4, width // 8]
+        widths = _trunk_widths(in_channels, width)
         for trunk, cout in zip(CenterHead.BRANCHES, CenterHead.BRANCH_OUTPUTS, strict=True):
             for i in range(4):
                 conv = f"{prefix}conv{i + 1}_{trunk}"
